@@ -1,0 +1,98 @@
+"""RecBole's Config, taught about the DUET plugin and mended for today's stack.
+
+What it adds to ``recbole.config.Config``:
+
+* ``model: DUET`` resolves to :class:`recbole_duet.model.DUET`; any other name is looked up in RecBole.
+* DUET's defaults come from ``properties/model/DUET.yaml`` layered over the chosen backbone's own RecBole
+  yaml, so ``--backbone=GRU4Rec`` gets GRU4Rec's hyper-parameters unless the user overrides them.
+* DUET keys are checked before any data is read (:func:`validate_duet_settings`).
+* The plugin's ``properties/dataset/<name>.yaml`` (e.g. ml-1m) is applied when it exists.
+* ``model`` and ``dataset`` default to DUET and ml-100k; ml-100k is read from ``data_path`` when the user
+  keeps a copy there, else from the copy inside the recbole wheel.
+* Sequential models with ``loss_type: CE`` default to no training negatives (RecBole refuses to start
+  otherwise, because ``overall.yaml`` asks for one).
+* numpy 2 aliases RecBole still reads are restored (:mod:`recbole_duet.compat`).
+"""
+
+import os
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from recbole_duet.compat import install_numpy_aliases
+from recbole_duet.model import DUET
+from recbole_duet.model.settings import validate_duet_settings
+
+DEFAULT_MODEL = "DUET"
+DEFAULT_DATASET = "ml-100k"
+PLUGIN_MODELS = {"DUET": DUET}
+
+
+def properties_dir():
+    """The plugin's yaml folder: inside the installed package, or the repository's top-level one."""
+    package_dir = os.path.dirname(os.path.realpath(__file__))
+    installed = os.path.join(package_dir, "properties")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package_dir), "properties")
+
+
+def recbole_properties_dir():
+    """RecBole's own yaml folder inside the installed recbole package."""
+    import recbole
+
+    return os.path.join(os.path.dirname(os.path.realpath(recbole.__file__)), "properties")
+
+
+class Config(RecBoleConfig):
+    """Drop-in replacement for ``recbole.config.Config`` (same arguments, same behaviour otherwise)."""
+
+    def compatibility_settings(self):
+        install_numpy_aliases()
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model", DEFAULT_MODEL)
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset", DEFAULT_DATASET)
+        if isinstance(model, str) and model in PLUGIN_MODELS:
+            model = PLUGIN_MODELS[model]
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_yaml_if_present(self, *parts):
+        path = os.path.join(*parts)
+        return self._update_internal_config_dict(path) if os.path.isfile(path) else None
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        if model_class is DUET:
+            self._load_duet_defaults()
+        dataset_config = self._load_yaml_if_present(properties_dir(), "dataset", f"{dataset}.yaml")
+        if dataset_config:
+            self.parameters["Dataset"] += [key for key in dataset_config if key not in self.parameters["Dataset"]]
+
+    def _load_duet_defaults(self):
+        """Backbone yaml first, DUET.yaml over it; checked against the user's overrides before loading."""
+        duet_yaml = os.path.join(properties_dir(), "model", "DUET.yaml")
+        with open(duet_yaml, "r", encoding="utf-8") as file:
+            duet_defaults = yaml.load(file.read(), Loader=self.yaml_loader)
+        validate_duet_settings({**duet_defaults, **self.external_config_dict})
+        backbone = self.external_config_dict.get("backbone", duet_defaults["backbone"])
+        self._load_yaml_if_present(recbole_properties_dir(), "model", f"{backbone}.yaml")
+        self._update_internal_config_dict(duet_yaml)
+
+    def _get_final_config_dict(self):
+        final_config_dict = super()._get_final_config_dict()
+        if (
+            final_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL
+            and final_config_dict.get("loss_type") == "CE"
+            and "train_neg_sample_args" not in self.external_config_dict
+        ):
+            final_config_dict["train_neg_sample_args"] = None
+        return final_config_dict
+
+    def _set_default_parameters(self):
+        requested_data_path = self.final_config_dict["data_path"]
+        super()._set_default_parameters()
+        user_copy = os.path.join(requested_data_path, self.dataset)
+        if self.dataset == DEFAULT_DATASET and os.path.isfile(os.path.join(user_copy, f"{self.dataset}.inter")):
+            self.final_config_dict["data_path"] = user_copy

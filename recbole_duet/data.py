@@ -1,0 +1,81 @@
+"""Finding a dataset's atomic files before RecBole reads them.
+
+RecBole downloads a missing, known dataset (ml-1m, ...) from inside ``Dataset._load_data``; that path calls
+``torch.distributed.barrier()`` even in a single-process run and, without internet, ends in a urllib
+traceback. We fetch known datasets here instead, and otherwise stop at once with an error that says which
+files to put where.
+"""
+
+import os
+import socket
+from contextlib import contextmanager
+from logging import getLogger
+
+import yaml
+from recbole.utils.url import download_url, extract_zip, rename_atomic_files
+
+from recbole_duet.config import recbole_properties_dir
+from recbole_duet.errors import DatasetNotFoundError
+
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def known_dataset_url(dataset):
+    """The download address RecBole lists for ``dataset``, or None."""
+    with open(os.path.join(recbole_properties_dir(), "dataset", "url.yaml"), encoding="utf-8") as file:
+        return yaml.safe_load(file).get(dataset)
+
+
+def _expected_files_message(dataset, data_path):
+    return (
+        f"Put the atomic files of dataset '{dataset}' into '{data_path}': '{dataset}.inter' (required), "
+        f"'{dataset}.item' and '{dataset}.user' (optional), or set data_path to the folder that holds the "
+        f"'{dataset}' directory. See https://recbole.io/docs/user_guide/data/atomic_files.html"
+    )
+
+
+@contextmanager
+def _socket_timeout(seconds):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download(dataset, url, data_path):
+    logger = getLogger()
+    logger.info(f"Dataset '{dataset}' is not in '{data_path}': downloading it from {url}")
+    with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+        archive = download_url(url, data_path)
+    extract_zip(archive, data_path)
+    os.unlink(archive)
+    rename_atomic_files(data_path, os.path.splitext(os.path.basename(archive))[0], dataset)
+
+
+def ensure_dataset_files(config):
+    """Make sure ``<data_path>/<dataset>.inter`` exists, downloading datasets RecBole knows by name.
+
+    Raises:
+        DatasetNotFoundError: the file is missing and the dataset is unknown or cannot be downloaded.
+    """
+    dataset, data_path = config["dataset"], config["data_path"]
+    inter_file = os.path.join(data_path, f"{dataset}.inter")
+    if config["benchmark_filename"] or os.path.isfile(inter_file):
+        return
+    url = known_dataset_url(dataset)
+    if url is None:
+        raise DatasetNotFoundError(f"'{inter_file}' does not exist. " + _expected_files_message(dataset, data_path))
+    try:
+        _download(dataset, url, data_path)
+    except (OSError, RuntimeError) as error:
+        raise DatasetNotFoundError(
+            f"'{inter_file}' does not exist and downloading '{dataset}' from {url} failed ({error}). "
+            + _expected_files_message(dataset, data_path)
+        ) from None
+    if not os.path.isfile(inter_file):
+        raise DatasetNotFoundError(
+            f"The download of '{dataset}' did not produce '{inter_file}'. "
+            + _expected_files_message(dataset, data_path)
+        )

@@ -1,0 +1,17 @@
+"""Exceptions for mistakes a user can fix: each message names the key, file or value at fault."""
+
+
+class ConfigError(ValueError):
+    """A configuration key holds a value the plugin cannot use."""
+
+    def __init__(self, key, value, expected):
+        super().__init__(f"Invalid value {value!r} for config key '{key}': expected {expected}.")
+        self.key = key
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The atomic files of a dataset are neither on disk nor downloadable."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, torn, or holds something other than tensors and plain values."""

@@ -1,0 +1,3 @@
+from recbole_duet.model.duet import DUET
+
+__all__ = ["DUET"]

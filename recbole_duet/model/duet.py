@@ -1,0 +1,96 @@
+r"""
+DUET
+################################################
+
+Reference:
+    Zheqi Lv et al. "DUET: A Tuning-Free Device-Cloud Collaborative Parameters Generation Framework for
+    Efficient Device Model Generalization." in WWW 2023.
+
+DUET keeps a RecBole backbone (the *static layers*) and puts ``duet_layers`` *dynamic layers* between the
+backbone's user representation and the item table it is scored against. The Universal Meta Network (UMN)
+trains those layers globally; the Personalized Parameters Generator (PPG) maps each device's real-time
+window to an update of them, damped by the Stable Weight Adapter (SWA). Training minimises
+``L_ppg + umn_weight * L_umn``; evaluation scores with the generated layers (or the global ones with
+``duet_inference: global``). No gradient step is ever taken per device.
+"""
+
+from recbole.model.abstract_recommender import SequentialRecommender
+
+from recbole_duet.errors import ConfigError
+from recbole_duet.model.backbones import build_backbone
+from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
+from recbole_duet.model.layers import DynamicClassifier, GeneratedLayer, realtime_window
+
+
+class DUET(SequentialRecommender):
+    r"""DUET on a RecBole sequential backbone (``backbone: SASRec | GRU4Rec``)."""
+
+    def __init__(self, config, dataset):
+        super(DUET, self).__init__(config, dataset)
+
+        # load parameters info
+        self.realtime_window_size = config["realtime_window"]
+        self.umn_weight = config["umn_weight"]
+        self.inference = config["duet_inference"]
+        self.loss_type = config["loss_type"]
+        n_layers = config["duet_layers"]
+        hidden_size = config["generator_hidden_size"]
+        rank = config["generator_rank"]
+
+        # define layers: the backbone is RecBole's own model, built with this run's config
+        self.backbone = build_backbone(config, dataset)
+        dim = self.backbone.item_embedding.embedding_dim
+        if rank >= dim:
+            raise ConfigError("generator_rank", rank, f"0 (full) or an integer below the layer width {dim}")
+        self.classifier = DynamicClassifier(dim, n_layers, config["duet_activation"])
+        self.generator = ParameterGenerator(dim, dim, n_layers, hidden_size, rank)
+        self.stabilizer = StableWeightAdapter(dim, dim, n_layers, hidden_size) if config["stabilizer"] else None
+
+    def generate(self, item_seq, item_seq_len):
+        """Cloud side of DUET: each device's real-time window -> its generated layers (one forward pass)."""
+        window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
+        window_emb = self.backbone.item_embedding(window)
+        updates = self.generator(window_emb, window_len)
+        gates = self.stabilizer(window_emb, window_len) if self.stabilizer is not None else [None] * len(updates)
+        return [GeneratedLayer(weight, bias, gate) for (weight, bias), gate in zip(updates, gates)]
+
+    def personalised_parameters(self, item_seq, item_seq_len):
+        """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""
+        return self.classifier.personalised_parameters(self.generate(item_seq, item_seq_len))
+
+    def forward(self, item_seq, item_seq_len):
+        """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` classifier."""
+        representation = self.backbone(item_seq, item_seq_len)
+        if self.inference == "global":
+            return self.classifier(representation)
+        return self.classifier(representation, self.generate(item_seq, item_seq_len))
+
+    def _recommendation_loss(self, user_vector, interaction):
+        """The backbone's own loss (CE over all items, or BPR on the sampled negative)."""
+        item_embedding = self.backbone.item_embedding
+        pos_items = interaction[self.POS_ITEM_ID]
+        if self.loss_type == "BPR":
+            pos_score = (user_vector * item_embedding(pos_items)).sum(dim=-1)
+            neg_score = (user_vector * item_embedding(interaction[self.NEG_ITEM_ID])).sum(dim=-1)
+            return self.backbone.loss_fct(pos_score, neg_score)
+        logits = user_vector @ item_embedding.weight.transpose(0, 1)
+        return self.backbone.loss_fct(logits, pos_items)
+
+    def calculate_loss(self, interaction):
+        """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately."""
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        representation = self.backbone(item_seq, item_seq_len)
+        generated = self.generate(item_seq, item_seq_len)
+        loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
+        loss_umn = self._recommendation_loss(self.classifier(representation), interaction)
+        return loss_ppg, self.umn_weight * loss_umn
+
+    def predict(self, interaction):
+        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        test_item_emb = self.backbone.item_embedding(interaction[self.ITEM_ID])
+        return (user_vector * test_item_emb).sum(dim=1)  # [B]
+
+    def full_sort_predict(self, interaction):
+        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return user_vector @ self.backbone.item_embedding.weight.transpose(0, 1)  # [B, n_items]

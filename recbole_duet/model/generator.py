@@ -1,0 +1,126 @@
+"""Personalized Parameters Generator (PPG) and Stable Weight Adapter (SWA) of DUET.
+
+Both read only the device's own real-time window, row by row (a GRU, per-row linear maps, attention within
+a row), so a device's generated parameters never depend on which other devices share its batch. Every
+weight is an ``nn.Module`` attribute, hence registered, trained, saved and moved with the model (the
+authors' code kept its heads in plain Python lists).
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from recbole_duet.model.layers import INIT_STD, FullDelta, LowRankDelta
+
+
+def _init_linear(linear, std):
+    nn.init.normal_(linear.weight, 0.0, std)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+class FullWeightDecoder(nn.Module):
+    """Decode a layer embedding into a full ``D x D`` weight update: ``h * D^2 + D^2`` parameters."""
+
+    def __init__(self, hidden_size, dim):
+        super().__init__()
+        self.dim = dim
+        # Scaled by 1/sqrt(D) so the update's effect on a D-dim input starts small whatever D is.
+        self.decoder = _init_linear(nn.Linear(hidden_size, dim * dim), INIT_STD / math.sqrt(dim))
+
+    def forward(self, layer_embedding):
+        return FullDelta(self.decoder(layer_embedding).view(-1, self.dim, self.dim))
+
+
+class LowRankWeightDecoder(nn.Module):
+    """Decode a layer embedding into ``left @ core @ right`` with a generated ``r x r`` core.
+
+    Parameters: ``h * r^2 + r^2`` for the core decoder plus ``2 * D * r`` for the shared bases, so the
+    generator grows linearly in the layer width ``D`` instead of with ``D^2`` (``D^3`` when ``h ~ D``).
+    """
+
+    def __init__(self, hidden_size, dim, rank):
+        super().__init__()
+        self.rank = rank
+        self.core_decoder = _init_linear(nn.Linear(hidden_size, rank * rank), INIT_STD)
+        self.left = nn.Parameter(torch.randn(dim, rank) / math.sqrt(dim))
+        self.right = nn.Parameter(torch.randn(rank, dim) / math.sqrt(dim))
+
+    def forward(self, layer_embedding):
+        core = self.core_decoder(layer_embedding).view(-1, self.rank, self.rank)
+        return LowRankDelta(self.left, core, self.right)
+
+
+class LayerBranch(nn.Module):
+    """One PPG branch: the device code -> layer embedding ``e^(i)`` -> that layer's weight and bias update."""
+
+    def __init__(self, hidden_size, dim, rank):
+        super().__init__()
+        self.layer_embedding = nn.Linear(hidden_size, hidden_size)
+        self.weight_decoder = (
+            FullWeightDecoder(hidden_size, dim) if rank == 0 else LowRankWeightDecoder(hidden_size, dim, rank)
+        )
+        self.bias_decoder = _init_linear(nn.Linear(hidden_size, dim), INIT_STD)
+
+    def forward(self, device_code):
+        embedding = torch.tanh(self.layer_embedding(device_code))
+        return self.weight_decoder(embedding), self.bias_decoder(embedding)
+
+
+class ParameterGenerator(nn.Module):
+    """PPG: a GRU head encoder summarises the real-time window, one branch per dynamic layer decodes it.
+
+    Args:
+        item_dim (int): size of the window's item embeddings.
+        dim (int): width ``D`` of the dynamic layers.
+        n_layers (int): number of dynamic layers (branches).
+        hidden_size (int): size ``h`` of the device code and of each layer embedding.
+        rank (int): 0 for full ``D x D`` updates, ``r > 0`` for the factorised decoder.
+    """
+
+    def __init__(self, item_dim, dim, n_layers, hidden_size, rank):
+        super().__init__()
+        self.head_encoder = nn.GRU(item_dim, hidden_size, batch_first=True)
+        self.branches = nn.ModuleList(LayerBranch(hidden_size, dim, rank) for _ in range(n_layers))
+
+    def encode(self, window_emb, window_len):
+        """The device code ``[B, h]``: the GRU state after the window's last real item."""
+        packed = pack_padded_sequence(window_emb, window_len.cpu(), batch_first=True, enforce_sorted=False)
+        _, last_state = self.head_encoder(packed)
+        return last_state[-1]
+
+    def forward(self, window_emb, window_len):
+        """Return ``[(weight_delta, bias_delta)]``, one pair per dynamic layer."""
+        device_code = self.encode(window_emb, window_len)
+        return [branch(device_code) for branch in self.branches]
+
+
+class StableWeightAdapter(nn.Module):
+    """SWA: per-layer gates in (0, 1) that scale the generated (adaptive) parameters element-wise.
+
+    Following the paper's description: an embedding transformation of the window items, their
+    self-similarity matrix (within one device's window only, padding masked), a similarity-weighted sum,
+    pooled over the window, then one gate per output unit of each dynamic layer. A coherent window yields
+    confident gates; an erratic one damps the update towards the global classifier, which is what keeps the
+    generator from oscillating.
+    """
+
+    def __init__(self, item_dim, dim, n_layers, hidden_size):
+        super().__init__()
+        self.n_layers = n_layers
+        self.dim = dim
+        self.transform = nn.Linear(item_dim, hidden_size)
+        self.gate = _init_linear(nn.Linear(hidden_size, n_layers * dim), INIT_STD)
+
+    def forward(self, window_emb, window_len):
+        """Return a list of ``n_layers`` gates, each ``[B, D]``."""
+        is_real = torch.arange(window_emb.size(1), device=window_emb.device) < window_len.unsqueeze(1)
+        keys = torch.tanh(self.transform(window_emb))
+        similarity = keys @ keys.transpose(1, 2) / math.sqrt(keys.size(-1))
+        similarity = similarity.masked_fill(~is_real.unsqueeze(1), float("-inf"))
+        weighted = torch.softmax(similarity, dim=-1) @ keys
+        pooled = (weighted * is_real.unsqueeze(-1)).sum(1) / window_len.unsqueeze(-1)
+        gates = torch.sigmoid(self.gate(pooled))
+        return list(gates.view(-1, self.n_layers, self.dim).unbind(1))

@@ -1,0 +1,54 @@
+"""The DUET configuration keys, their allowed values, and the check that runs when a Config is built.
+
+Checking here (and not when the model is built) makes a typo fail in a second, before the dataset is read.
+"""
+
+from recbole_duet.errors import ConfigError
+from recbole_duet.model.backbones import BACKBONE_CLASSES
+
+SUPPORTED_BACKBONES = tuple(BACKBONE_CLASSES)
+INFERENCE_MODES = ("generated", "global")
+ACTIVATIONS = ("tanh", "relu", "gelu", "none")
+
+
+def _one_of(choices):
+    return lambda value: value in choices, f"one of {list(choices)}"
+
+
+def _integer_at_least(minimum):
+    def check(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+    return check, f"an integer >= {minimum}"
+
+
+def _non_negative_number():
+    def check(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+    return check, "a number >= 0"
+
+
+def _boolean():
+    return lambda value: isinstance(value, bool), "true or false"
+
+
+DUET_KEYS = {
+    "backbone": _one_of(SUPPORTED_BACKBONES),
+    "duet_layers": _integer_at_least(1),
+    "realtime_window": _integer_at_least(1),
+    "generator_hidden_size": _integer_at_least(1),
+    "generator_rank": _integer_at_least(0),
+    "stabilizer": _boolean(),
+    "umn_weight": _non_negative_number(),
+    "duet_inference": _one_of(INFERENCE_MODES),
+    "duet_activation": _one_of(ACTIVATIONS),
+}
+
+
+def validate_duet_settings(settings):
+    """Raise :class:`ConfigError` for the first DUET key whose value is missing or not allowed."""
+    for key, (is_valid, expected) in DUET_KEYS.items():
+        value = settings.get(key)
+        if not is_valid(value):
+            raise ConfigError(key, value, expected)

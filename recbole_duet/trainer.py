@@ -1,0 +1,71 @@
+"""RecBole trainers with safe, atomic checkpoints (see :mod:`recbole_duet.checkpoint`).
+
+Any RecBole trainer that uses the standard ``Trainer`` checkpoint logic gets the safe version through
+:func:`get_trainer`; trainers with their own checkpoint scheme (decision trees, ...) are returned unchanged.
+"""
+
+import json
+
+from recbole.trainer import Trainer
+from recbole.utils import get_trainer as get_recbole_trainer
+from recbole.utils import set_color
+
+from recbole_duet.checkpoint import config_to_json, load_checkpoint, save_checkpoint
+
+
+class SafeCheckpointMixin:
+    """Replaces the three places where ``Trainer`` pickles or unpickles checkpoints."""
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": config_to_json(self.config),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        save_checkpoint(state, saved_model_file)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def _load_model_state(self, checkpoint_file):
+        checkpoint = load_checkpoint(checkpoint_file, map_location=self.device)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        return checkpoint
+
+    def resume_checkpoint(self, resume_file):
+        resume_file = str(resume_file)
+        self.saved_model_file = resume_file
+        checkpoint = self._load_model_state(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        saved_model = json.loads(checkpoint["config"])["model"]
+        if saved_model.lower() != self.config["model"].lower():
+            self.logger.warning(
+                f"Checkpoint '{resume_file}' was trained as model '{saved_model}', this run is "
+                f"'{self.config['model']}': loading its state_dict may fail."
+            )
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if eval_data and load_best_model:
+            checkpoint_file = model_file or self.saved_model_file
+            self._load_model_state(checkpoint_file)
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+def get_trainer(model_type, model_name):
+    """RecBole's trainer class for this model, with safe checkpoints where it uses Trainer's own."""
+    trainer_class = get_recbole_trainer(model_type, model_name)
+    if not issubclass(trainer_class, Trainer) or trainer_class._save_checkpoint is not Trainer._save_checkpoint:
+        return trainer_class
+    return type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})

@@ -1,0 +1,46 @@
+"""Packaging for recbole-duet.
+
+The top-level ``properties/`` folder is shipped inside the package as ``recbole_duet.properties`` so that an
+installed plugin (``pip install .``) finds its yaml files from any working directory.
+"""
+
+from setuptools import setup
+
+INSTALL_REQUIRES = [
+    # The plugin subclasses RecBole's Config and Trainer and relies on their private hooks; those are only
+    # known to work on 1.2.1 (the notes in recbole_duet/compat.py list what we patch around).
+    "recbole==1.2.1",
+    # 2.13 is the build we test on (CPU wheel here). 2.6+ changed torch.load to weights_only=True, which our
+    # checkpoint format is designed for; older releases lack the safe-loading allow-list we rely on.
+    "torch>=2.6,<3",
+    # RecBole 1.2.1 crashes on numpy 2 (np.float_ aliases); recbole_duet.compat restores what it needs, so
+    # both major versions work.
+    "numpy>=1.24,<3",
+    # pandas 3 makes `df[col].fillna(..., inplace=True)` a silent no-op, which RecBole uses to fill missing
+    # feature values (DIN then fails on NaN). Stay on 2.x until RecBole is fixed upstream.
+    "pandas>=2.0,<3",
+    # Config files are yaml; RecBole already needs it, we load our own property files with it.
+    "pyyaml>=6.0",
+]
+
+setup(
+    name="recbole-duet",
+    version="0.1.0",
+    description="DUET (WWW 2023) device-cloud parameter generation as a RecBole plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=[
+        "recbole_duet",
+        "recbole_duet.model",
+        "recbole_duet.properties",
+        "recbole_duet.properties.model",
+        "recbole_duet.properties.dataset",
+    ],
+    package_dir={"recbole_duet.properties": "properties"},
+    package_data={"recbole_duet.properties": ["*.yaml", "*/*.yaml", "*.test"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["recbole-duet=recbole_duet.cli:main"]},
+)
