@@ -2,6 +2,7 @@
 that module imports ray, which breaks on numpy 2)."""
 
 import sys
+import time
 from logging import getLogger
 
 from recbole.data import create_dataset, data_preparation
@@ -26,6 +27,16 @@ def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dic
         dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and ``test_result``.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    return run_experiment(config, saved=saved)["result"]
+
+
+def run_experiment(config, saved=True):
+    """Run one experiment from a built :class:`Config`; also return the trainer and the training time.
+
+    Returns:
+        dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the trained model),
+        ``fit_seconds`` (training plus per-epoch validation) and ``epochs`` (epochs trained).
+    """
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -42,17 +53,20 @@ def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dic
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    fit_start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    fit_seconds = time.perf_counter() - fit_start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
-    return {
+    result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
     }
+    return {"result": result, "trainer": trainer, "fit_seconds": fit_seconds, "epochs": len(trainer.train_loss_dict)}

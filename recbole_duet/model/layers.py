@@ -121,6 +121,10 @@ class DynamicClassifier(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_layers, dim, dim).normal_(0.0, INIT_STD))
         self.bias = nn.Parameter(torch.zeros(n_layers, dim))
 
+    def extra_repr(self):
+        n_layers, dim, _ = self.weight.shape
+        return f"n_layers={n_layers}, dim={dim}"
+
     def _activate(self, layer, value):
         return self.activation(value) if layer < self.n_layers - 1 else value
 

@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny synthetic atomic datasets written per test, and tiny model configs."""
+
+import os
+import random
+import sys
+
+import pytest
+import torch
+
+TINY_MODEL_CONFIG = {
+    # SASRec
+    "n_layers": 1,
+    "n_heads": 1,
+    "hidden_size": 16,
+    "inner_size": 32,
+    # GRU4Rec
+    "embedding_size": 16,
+    # DUET
+    "generator_hidden_size": 8,
+    "generator_rank": 4,
+    "realtime_window": 4,
+}
+
+
+def write_atomic_dataset(root, name="tiny", n_users=30, n_items=40, min_len=6, max_len=14, seed=0):
+    """Write ``<root>/<name>/<name>.inter`` with per-user drifting interests; return ``root``.
+
+    Each user's items are drawn from a window of item ids that slides with time, so recent items predict the
+    next ones better than old ones (the situation DUET is built for).
+    """
+    rng = random.Random(seed)
+    folder = os.path.join(root, name)
+    os.makedirs(folder, exist_ok=True)
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for user in range(1, n_users + 1):
+        start = rng.randrange(1, n_items)
+        for step in range(rng.randint(min_len, max_len)):
+            item = (start + step + rng.randrange(3)) % n_items + 1
+            lines.append(f"u{user}\ti{item}\t{rng.randint(1, 5)}\t{1000 * user + step}")
+    with open(os.path.join(folder, f"{name}.inter"), "w", encoding="utf-8") as file:
+        file.write("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny_data_path(tmp_path):
+    return write_atomic_dataset(str(tmp_path / "data"))
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    """Run in a temporary folder: RecBole writes log/, log_tensorboard/ and saved/ under the working dir."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_config_dict(tiny_data_path, run_dir):
+    return {
+        **TINY_MODEL_CONFIG,
+        "data_path": tiny_data_path,
+        "checkpoint_dir": str(run_dir / "saved"),
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "MAX_ITEM_LIST_LENGTH": 8,
+        "epochs": 1,
+        "train_batch_size": 64,
+        "eval_batch_size": 64,
+        "show_progress": False,
+        "state": "WARNING",
+        "seed": 7,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _isolated_process_state(monkeypatch):
+    """RecBole's Config reads --key=value pairs from sys.argv: hide pytest's own arguments from it."""
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    torch.set_num_threads(1)
+
+
+def build_pipeline(config_dict, model="DUET", dataset="tiny"):
+    """Config, data loaders and a freshly initialised model, as ``run_recbole_duet`` builds them."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_duet.config import Config
+
+    config = Config(model=model, dataset=dataset, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset)
+    return config, (train_data, valid_data, test_data), model

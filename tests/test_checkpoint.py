@@ -1,0 +1,66 @@
+"""Checkpoints: plain tensors only, atomic writes, clear errors on bad files."""
+
+import os
+
+import pytest
+import torch
+
+from recbole_duet.checkpoint import load_checkpoint, save_checkpoint
+from recbole_duet.errors import CheckpointError
+
+
+def test_round_trip_loads_with_weights_only(tmp_path):
+    path = str(tmp_path / "model.pth")
+    save_checkpoint({"state_dict": {"w": torch.arange(3.0)}, "config": "{}", "epoch": 2}, path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["epoch"] == 2 and torch.equal(raw["state_dict"]["w"], torch.arange(3.0))
+    assert load_checkpoint(path)["config"] == "{}"
+    assert os.listdir(tmp_path) == ["model.pth"]
+
+
+def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = str(tmp_path / "model.pth")
+    save_checkpoint({"epoch": 1}, path)
+
+    def crash(obj, file, *args, **kwargs):
+        file.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["model.pth"]
+
+
+class NotATensor:
+    pass
+
+
+def write_torn(path):
+    path.write_bytes(b"torn")
+
+
+def write_pickled_object(path):
+    torch.save({"format": "recbole-duet-checkpoint-v1", "object": NotATensor()}, str(path))
+
+
+@pytest.mark.parametrize("write", [write_torn, write_pickled_object], ids=["torn", "pickled-object"])
+def test_unsafe_or_torn_files_are_refused_naming_the_file(tmp_path, write):
+    path = tmp_path / "bad.pth"
+    write(path)
+    with pytest.raises(CheckpointError, match="bad.pth"):
+        load_checkpoint(str(path))
+
+
+def test_a_foreign_checkpoint_is_refused(tmp_path):
+    path = str(tmp_path / "recbole.pth")
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="not a recbole-duet-checkpoint-v1"):
+        load_checkpoint(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing-here.pth"):
+        load_checkpoint(str(tmp_path / "nothing-here.pth"))

@@ -1,0 +1,101 @@
+"""The plugin's Config: defaults, backbone yaml layering, validation at start, dataset discovery."""
+
+import os
+import urllib.error
+
+import pytest
+from conftest import write_atomic_dataset
+
+from recbole_duet import data as duet_data
+from recbole_duet.config import Config, properties_dir
+from recbole_duet.data import ensure_dataset_files
+from recbole_duet.errors import ConfigError, DatasetNotFoundError
+from recbole_duet.model import DUET
+
+
+def test_defaults_are_duet_on_the_bundled_ml_100k(run_dir):
+    config = Config()
+    assert config["model"] == "DUET" and config.model_class is DUET
+    assert config["dataset"] == "ml-100k"
+    assert os.path.isfile(os.path.join(config["data_path"], "ml-100k.inter"))
+    assert config["backbone"] == "SASRec" and config["realtime_window"] == 10
+    assert config["train_neg_sample_args"]["distribution"] == "none"  # CE needs no training negatives
+
+
+def test_user_copy_of_ml_100k_in_data_path_wins(run_dir):
+    write_atomic_dataset(str(run_dir / "mine"), name="ml-100k")
+    config = Config(config_dict={"data_path": str(run_dir / "mine")})
+    assert config["data_path"] == str(run_dir / "mine" / "ml-100k")
+
+
+@pytest.mark.parametrize(
+    "backbone, expected",
+    [("SASRec", {"n_heads": 2, "inner_size": 256}), ("GRU4Rec", {"embedding_size": 64, "dropout_prob": 0.3})],
+)
+def test_backbone_yaml_is_layered_under_duet_and_user_keys(run_dir, backbone, expected):
+    config = Config(model="DUET", config_dict={"backbone": backbone, "hidden_size": 32})
+    for key, value in expected.items():
+        assert config[key] == value
+    assert config["hidden_size"] == 32  # the user's override wins over the backbone yaml
+    assert config["umn_weight"] == 1.0  # DUET.yaml is loaded whatever the working directory
+
+
+def test_bpr_keeps_training_negatives(run_dir):
+    config = Config(model="DUET", config_dict={"loss_type": "BPR"})
+    assert config["train_neg_sample_args"]["sample_num"] == 1
+
+
+def test_plain_recbole_models_resolve_through_the_plugin_config(run_dir):
+    config = Config(model="GRU4Rec")
+    assert config["model"] == "GRU4Rec" and config["num_layers"] == 1
+    assert "backbone" not in config
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("backbone", "Foo", "['SASRec', 'GRU4Rec']"),
+        ("realtime_window", 0, "an integer >= 1"),
+        ("duet_layers", 0, "an integer >= 1"),
+        ("generator_rank", -1, "an integer >= 0"),
+        ("duet_inference", "tuned", "['generated', 'global']"),
+        ("stabilizer", "maybe", "true or false"),
+        ("umn_weight", -0.5, "a number >= 0"),
+    ],
+)
+def test_bad_duet_keys_fail_at_start_naming_key_and_allowed_values(run_dir, key, value, allowed):
+    with pytest.raises(ConfigError) as error:
+        Config(model="DUET", dataset="no-such-data", config_dict={key: value})
+    assert f"'{key}'" in str(error.value) and allowed in str(error.value) and repr(value) in str(error.value)
+
+
+def test_properties_ship_inside_the_package_or_the_checkout():
+    assert os.path.isfile(os.path.join(properties_dir(), "model", "DUET.yaml"))
+    assert os.path.isfile(os.path.join(properties_dir(), "dataset", "ml-1m.yaml"))
+
+
+def test_ml_1m_gets_the_shipped_dataset_properties(run_dir):
+    config = Config(model="DUET", dataset="ml-1m")
+    assert config["user_inter_num_interval"] == "[10,inf)"
+    assert config["val_interval"] == {"rating": "[3,inf)"}
+
+
+def test_unknown_dataset_error_names_the_missing_file(run_dir):
+    config = Config(model="DUET", dataset="mystery", config_dict={"data_path": str(run_dir)})
+    with pytest.raises(DatasetNotFoundError) as error:
+        ensure_dataset_files(config)
+    message = str(error.value)
+    assert os.path.join(str(run_dir), "mystery", "mystery.inter") in message and "mystery.item" in message
+
+
+def test_known_dataset_offline_fails_at_once_with_instructions(run_dir, monkeypatch):
+    def offline(url, folder):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(duet_data, "download_url", offline)
+    config = Config(model="DUET", dataset="ml-1m", config_dict={"data_path": str(run_dir)})
+    with pytest.raises(DatasetNotFoundError) as error:
+        ensure_dataset_files(config)
+    message = str(error.value)
+    assert "ml-1m.inter" in message and os.path.join(str(run_dir), "ml-1m") in message
+    assert "no route to host" in message

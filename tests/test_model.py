@@ -1,0 +1,153 @@
+"""Behaviour of the DUET model: registration and gradients, batch independence, the real-time window,
+parameter counts, the generated-vs-materialised equivalence and the inference switch."""
+
+import pytest
+import torch
+from conftest import build_pipeline
+
+from recbole_duet.model.layers import realtime_window
+
+
+def one_batch(loader):
+    return next(iter(loader))
+
+
+@pytest.fixture(params=[{"generator_rank": 0}, {"generator_rank": 4}], ids=["full", "rank4"])
+def duet(request, tiny_config_dict):
+    config, loaders, model = build_pipeline({**tiny_config_dict, **request.param})
+    return model, one_batch(loaders[0])
+
+
+def generator_parameters(model):
+    modules = [model.generator, model.classifier] + ([model.stabilizer] if model.stabilizer is not None else [])
+    return [(name, param) for module in modules for name, param in module.named_parameters()]
+
+
+def test_every_generator_and_adapter_weight_is_registered_and_receives_gradient(duet):
+    model, batch = duet
+    model.train()
+    loss_ppg, loss_umn = model.calculate_loss(batch)
+    (loss_ppg + loss_umn).backward()
+    state_keys = set(model.state_dict())
+    named = generator_parameters(model)
+    assert len(named) >= 10
+    for name, param in named:
+        assert param.requires_grad, name
+        assert param.grad is not None and param.grad.abs().sum() > 0, f"no gradient reaches {name}"
+    registered = {name for name, _ in model.named_parameters()}
+    for prefix, module in [("generator.", model.generator), ("stabilizer.", model.stabilizer)]:
+        for name, _ in module.named_parameters():
+            assert prefix + name in registered and prefix + name in state_keys
+
+
+def test_generated_parameters_do_not_depend_on_the_rest_of_the_batch(duet):
+    model, batch = duet
+    model.eval()
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        in_batch = model.personalised_parameters(item_seq, item_seq_len)
+        reordered = torch.flip(torch.arange(len(item_seq)), dims=[0])
+        in_other_batch = model.personalised_parameters(item_seq[reordered], item_seq_len[reordered])
+        for device in [0, 3, len(item_seq) - 1]:
+            alone = model.personalised_parameters(item_seq[device : device + 1], item_seq_len[device : device + 1])
+            position = int((reordered == device).nonzero())
+            for layer, (weight, bias) in enumerate(alone):
+                torch.testing.assert_close(weight[0], in_batch[layer][0][device], atol=1e-6, rtol=0)
+                torch.testing.assert_close(bias[0], in_batch[layer][1][device], atol=1e-6, rtol=0)
+                torch.testing.assert_close(weight[0], in_other_batch[layer][0][position], atol=1e-6, rtol=0)
+
+
+def test_generated_layers_equal_running_the_materialised_payload(duet):
+    model, batch = duet
+    model.eval()
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        representation = model.backbone(item_seq, item_seq_len)
+        generated = model.generate(item_seq, item_seq_len)
+        fused = model.classifier(representation, generated)
+        payload = model.classifier.personalised_parameters(generated)
+        explicit = model.classifier.forward_with_parameters(representation, payload)
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+    assert payload[0][0].shape == (len(item_seq), 16, 16) and payload[0][1].shape == (len(item_seq), 16)
+
+
+def test_training_starts_close_to_the_global_classifier(duet):
+    """Scaled initialisation: the generated update is a small correction, not the authors' std-5 noise."""
+    model, batch = duet
+    model.eval()
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        for layer, (weight, _) in enumerate(model.personalised_parameters(item_seq, item_seq_len)):
+            update = weight - model.classifier.weight[layer]
+            assert update.norm(dim=(1, 2)).max() < 0.5 * model.classifier.weight[layer].norm()
+
+
+def expected_generator_size(item_dim, dim, n_layers, hidden, rank, stabilizer):
+    """The documented formula (README, 'Generator size')."""
+    head_encoder = 3 * hidden * item_dim + 3 * hidden * hidden + 6 * hidden
+    weight_decoder = hidden * dim * dim + dim * dim if rank == 0 else hidden * rank * rank + rank * rank + 2 * dim * rank
+    branch = (hidden * hidden + hidden) + (hidden * dim + dim) + weight_decoder
+    adapter = (item_dim * hidden + hidden) + (hidden * n_layers * dim + n_layers * dim)
+    return head_encoder + n_layers * branch + (adapter if stabilizer else 0)
+
+
+@pytest.mark.parametrize("stabilizer", [True, False])
+def test_generator_size_matches_formula_and_low_rank_is_smaller(tiny_config_dict, stabilizer):
+    sizes = {}
+    for rank in (0, 4):
+        overrides = {"generator_rank": rank, "stabilizer": stabilizer, "hidden_size": 32, "duet_layers": 3}
+        _, _, model = build_pipeline({**tiny_config_dict, **overrides})
+        modules = [model.generator] + ([model.stabilizer] if stabilizer else [])
+        sizes[rank] = sum(p.numel() for module in modules for p in module.parameters())
+        assert sizes[rank] == expected_generator_size(32, 32, 3, 8, rank, stabilizer)
+    assert sizes[4] < sizes[0]
+
+
+def test_realtime_window_is_the_last_real_items():
+    item_seq = torch.tensor([[5, 6, 7, 8, 9, 0], [3, 4, 0, 0, 0, 0], [2, 0, 0, 0, 0, 0]])
+    window, window_len = realtime_window(item_seq, torch.tensor([5, 2, 1]), 3)
+    assert window.tolist() == [[7, 8, 9], [3, 4, 0], [2, 0, 0]]
+    assert window_len.tolist() == [3, 2, 1]
+    longer_than_history, lengths = realtime_window(item_seq, torch.tensor([5, 2, 1]), 8)
+    assert longer_than_history.tolist()[0] == [5, 6, 7, 8, 9, 0, 0, 0] and lengths.tolist() == [5, 2, 1]
+
+
+def test_generation_reads_only_the_realtime_window(tiny_config_dict):
+    _, _, model = build_pipeline({**tiny_config_dict, "realtime_window": 3})
+    model.eval()
+    history = torch.tensor([[4, 5, 6, 7, 8, 0, 0, 0], [9, 0, 0, 0, 0, 0, 0, 0]])
+    lengths = torch.tensor([5, 1])
+    older_changed = history.clone()
+    older_changed[0, :2] = torch.tensor([20, 21])
+    recent_changed = history.clone()
+    recent_changed[0, 4] = 22
+    with torch.no_grad():
+        base = model.personalised_parameters(history, lengths)[0][0]
+        older = model.personalised_parameters(older_changed, lengths)[0][0]
+        recent = model.personalised_parameters(recent_changed, lengths)[0][0]
+    torch.testing.assert_close(base, older, atol=0, rtol=0)
+    assert not torch.allclose(base[0], recent[0])
+    torch.testing.assert_close(base[1], recent[1], atol=1e-6, rtol=0)  # the length-1 history works alone
+
+
+def test_global_inference_ignores_the_generator(tiny_config_dict):
+    _, loaders, model = build_pipeline({**tiny_config_dict, "duet_inference": "global"})
+    model.eval()
+    batch = one_batch(loaders[0])
+    with torch.no_grad():
+        before = model.full_sort_predict(batch)
+        for param in model.generator.parameters():
+            param.add_(1.0)
+        assert torch.equal(before, model.full_sort_predict(batch))
+        model.inference = "generated"
+        assert not torch.allclose(before, model.full_sort_predict(batch))
+
+
+def test_predict_agrees_with_full_sort_predict(duet):
+    model, batch = duet
+    model.eval()
+    with torch.no_grad():
+        full = model.full_sort_predict(batch)
+        pointwise = model.predict(batch)
+    rows = torch.arange(len(full))
+    torch.testing.assert_close(pointwise, full[rows, batch[model.ITEM_ID]], atol=1e-5, rtol=1e-5)
