@@ -2,9 +2,11 @@
 
 What it adds to ``recbole.config.Config``:
 
-* ``model: DUET`` resolves to :class:`recbole_duet.model.DUET`; any other name is looked up in RecBole.
+* ``model: DUET`` resolves to the DUET class for the chosen backbone (:func:`recbole_duet.model.duet_class`);
+  any other name is looked up in RecBole.
 * DUET's defaults come from ``properties/model/DUET.yaml`` layered over the chosen backbone's own RecBole
-  yaml, so ``--backbone=GRU4Rec`` gets GRU4Rec's hyper-parameters unless the user overrides them.
+  yaml, so ``--backbone=GRU4Rec`` gets GRU4Rec's hyper-parameters unless the user overrides them;
+  ``backbone: DIN`` also gets the evaluation protocol RecBole gives DIN (uni100, AUC and LogLoss).
 * DUET keys are checked before any data is read (:func:`validate_duet_settings`).
 * The plugin's ``properties/dataset/<name>.yaml`` (e.g. ml-1m) is applied when it exists.
 * ``model`` and ``dataset`` default to DUET and ml-100k; ml-100k is read from ``data_path`` when the user
@@ -21,12 +23,13 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_duet.compat import install_numpy_aliases
-from recbole_duet.model import DUET
+from recbole_duet.model import DUETBase, duet_class
 from recbole_duet.model.settings import validate_duet_settings
 
 DEFAULT_MODEL = "DUET"
 DEFAULT_DATASET = "ml-100k"
-PLUGIN_MODELS = {"DUET": DUET}
+# RecBole loads these quick-start files for a model named DIN; DUET(DIN) gets the same protocol.
+DIN_QUICK_START = ("sequential_DIN.yaml", "sequential_DIN_on_{dataset}.yaml")
 
 
 def properties_dir():
@@ -54,8 +57,11 @@ class Config(RecBoleConfig):
             model = self.external_config_dict.get("model", DEFAULT_MODEL)
         if dataset is None:
             dataset = self.external_config_dict.get("dataset", DEFAULT_DATASET)
-        if isinstance(model, str) and model in PLUGIN_MODELS:
-            model = PLUGIN_MODELS[model]
+        if model == DEFAULT_MODEL or (isinstance(model, type) and issubclass(model, DUETBase)):
+            with open(os.path.join(properties_dir(), "model", "DUET.yaml"), "r", encoding="utf-8") as file:
+                self.duet_defaults = yaml.load(file.read(), Loader=self.yaml_loader)
+            backbone = self.external_config_dict.get("backbone", self.duet_defaults["backbone"])
+            return DEFAULT_MODEL, duet_class(backbone), dataset
         return super()._get_model_and_dataset(model, dataset)
 
     def _load_yaml_if_present(self, *parts):
@@ -64,21 +70,22 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        if model_class is DUET:
-            self._load_duet_defaults()
+        if issubclass(model_class, DUETBase):
+            self._load_duet_defaults(dataset)
         dataset_config = self._load_yaml_if_present(properties_dir(), "dataset", f"{dataset}.yaml")
         if dataset_config:
             self.parameters["Dataset"] += [key for key in dataset_config if key not in self.parameters["Dataset"]]
 
-    def _load_duet_defaults(self):
-        """Backbone yaml first, DUET.yaml over it; checked against the user's overrides before loading."""
-        duet_yaml = os.path.join(properties_dir(), "model", "DUET.yaml")
-        with open(duet_yaml, "r", encoding="utf-8") as file:
-            duet_defaults = yaml.load(file.read(), Loader=self.yaml_loader)
-        validate_duet_settings({**duet_defaults, **self.external_config_dict})
-        backbone = self.external_config_dict.get("backbone", duet_defaults["backbone"])
+    def _load_duet_defaults(self, dataset):
+        """Backbone yaml (and DIN's quick-start protocol) first, DUET.yaml over it, after checking the keys."""
+        settings = {**self.duet_defaults, **self.external_config_dict}
+        validate_duet_settings(settings)
+        backbone = settings["backbone"]
         self._load_yaml_if_present(recbole_properties_dir(), "model", f"{backbone}.yaml")
-        self._update_internal_config_dict(duet_yaml)
+        if backbone == "DIN":
+            for name in DIN_QUICK_START:
+                self._load_yaml_if_present(recbole_properties_dir(), "quick_start_config", name.format(dataset=dataset))
+        self.internal_config_dict.update(self.duet_defaults)
 
     def _get_final_config_dict(self):
         final_config_dict = super()._get_final_config_dict()

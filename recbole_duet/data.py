@@ -55,14 +55,48 @@ def _download(dataset, url, data_path):
 
 
 def ensure_dataset_files(config):
-    """Make sure ``<data_path>/<dataset>.inter`` exists, downloading datasets RecBole knows by name.
+    """Make sure the atomic files exist (downloading datasets RecBole knows by name) and hold the columns
+    that ``load_col`` asks for: RecBole silently skips a missing column or ``.item`` / ``.user`` file, and a
+    model that needs those features (DIN) would then train on less than the user configured.
 
     Raises:
-        DatasetNotFoundError: the file is missing and the dataset is unknown or cannot be downloaded.
+        DatasetNotFoundError: a file is missing and cannot be downloaded, or lacks a ``load_col`` field.
     """
+    if not config["benchmark_filename"]:
+        _ensure_inter_file(config)
+    for suffix, fields in (config["load_col"] or {}).items():
+        _check_columns(config, suffix, fields)
+
+
+def _atomic_file_columns(path, separator):
+    with open(path, encoding="utf-8") as file:
+        header = file.readline().rstrip("\n").split(separator)
+    return [column.split(":")[0] for column in header]
+
+
+def _check_columns(config, suffix, fields):
+    if suffix == "inter" and config["benchmark_filename"]:
+        return  # interactions are split over <dataset>.<part>.inter files, which RecBole checks itself
+    dataset, data_path = config["dataset"], config["data_path"]
+    path = os.path.join(data_path, f"{dataset}.{suffix}")
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(
+            f"load_col['{suffix}'] asks for fields {list(fields)} but '{path}' does not exist. "
+            + _expected_files_message(dataset, data_path)
+        )
+    columns = _atomic_file_columns(path, config["field_separator"])
+    missing = [field for field in fields if field not in columns]
+    if missing:
+        raise DatasetNotFoundError(
+            f"Field '{missing[0]}' of load_col['{suffix}'] is not a column of '{path}' "
+            f"(its columns: {columns}). Add the column or remove the field from load_col."
+        )
+
+
+def _ensure_inter_file(config):
     dataset, data_path = config["dataset"], config["data_path"]
     inter_file = os.path.join(data_path, f"{dataset}.inter")
-    if config["benchmark_filename"] or os.path.isfile(inter_file):
+    if os.path.isfile(inter_file):
         return
     url = known_dataset_url(dataset)
     if url is None:

@@ -9,8 +9,19 @@ import json
 from recbole.trainer import Trainer
 from recbole.utils import get_trainer as get_recbole_trainer
 from recbole.utils import set_color
+from torch import nn
 
 from recbole_duet.checkpoint import config_to_json, load_checkpoint, save_checkpoint
+
+
+def plain_other_parameters(model):
+    """The model's ``other_parameter()`` without submodules.
+
+    RecBole models may list a submodule there (DIN lists its embedding layer); its weights are already in
+    the state dict, and pickling the module object would make the checkpoint unloadable with
+    ``weights_only=True``.
+    """
+    return {name: value for name, value in model.other_parameter().items() if not isinstance(value, nn.Module)}
 
 
 class SafeCheckpointMixin:
@@ -26,7 +37,7 @@ class SafeCheckpointMixin:
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": plain_other_parameters(self.model),
             "optimizer": self.optimizer.state_dict(),
         }
         save_checkpoint(state, saved_model_file)

@@ -22,11 +22,12 @@ TINY_MODEL_CONFIG = {
 }
 
 
-def write_atomic_dataset(root, name="tiny", n_users=30, n_items=40, min_len=6, max_len=14, seed=0):
+def write_atomic_dataset(root, name="tiny", n_users=30, n_items=40, min_len=6, max_len=14, seed=0, item_file=False):
     """Write ``<root>/<name>/<name>.inter`` with per-user drifting interests; return ``root``.
 
     Each user's items are drawn from a window of item ids that slides with time, so recent items predict the
-    next ones better than old ones (the situation DUET is built for).
+    next ones better than old ones (the situation DUET is built for). ``item_file`` adds ``<name>.item``
+    with a ``category`` token feature (for DIN).
     """
     rng = random.Random(seed)
     folder = os.path.join(root, name)
@@ -39,12 +40,29 @@ def write_atomic_dataset(root, name="tiny", n_users=30, n_items=40, min_len=6, m
             lines.append(f"u{user}\ti{item}\t{rng.randint(1, 5)}\t{1000 * user + step}")
     with open(os.path.join(folder, f"{name}.inter"), "w", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")
+    if item_file:
+        items = ["item_id:token\tcategory:token"] + [f"i{item}\tc{item % 5}" for item in range(1, n_items + 1)]
+        with open(os.path.join(folder, f"{name}.item"), "w", encoding="utf-8") as file:
+            file.write("\n".join(items) + "\n")
     return root
 
 
 @pytest.fixture
 def tiny_data_path(tmp_path):
     return write_atomic_dataset(str(tmp_path / "data"))
+
+
+@pytest.fixture
+def din_config_dict(tmp_path, tiny_config_dict):
+    """Tiny DIN settings on a dataset with an ``.item`` file (DIN embeds item features)."""
+    return {
+        **tiny_config_dict,
+        "data_path": write_atomic_dataset(str(tmp_path / "din-data"), item_file=True),
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"]},
+        "embedding_size": 4,
+        "mlp_hidden_size": [16, 8],
+        "backbone": "DIN",
+    }
 
 
 @pytest.fixture

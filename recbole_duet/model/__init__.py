@@ -1,3 +1,13 @@
-from recbole_duet.model.duet import DUET
+from recbole_duet.model.duet import DUET, DUETBase
+from recbole_duet.model.duet_din import DUETDIN
 
-__all__ = ["DUET"]
+# ``model: DUET`` is one model for the user; its class depends on the backbone's task.
+DUET_CLASSES = {"SASRec": DUET, "GRU4Rec": DUET, "DIN": DUETDIN}
+
+
+def duet_class(backbone):
+    """The DUET class for ``backbone`` (an unknown backbone is reported by the config check)."""
+    return DUET_CLASSES.get(backbone, DUET)
+
+
+__all__ = ["DUET", "DUETBase", "DUETDIN", "duet_class"]

@@ -6,53 +6,68 @@ Reference:
     Zheqi Lv et al. "DUET: A Tuning-Free Device-Cloud Collaborative Parameters Generation Framework for
     Efficient Device Model Generalization." in WWW 2023.
 
-DUET keeps a RecBole backbone (the *static layers*) and puts ``duet_layers`` *dynamic layers* between the
-backbone's user representation and the item table it is scored against. The Universal Meta Network (UMN)
-trains those layers globally; the Personalized Parameters Generator (PPG) maps each device's real-time
-window to an update of them, damped by the Stable Weight Adapter (SWA). Training minimises
-``L_ppg + umn_weight * L_umn``; evaluation scores with the generated layers (or the global ones with
-``duet_inference: global``). No gradient step is ever taken per device.
+DUET keeps a RecBole backbone (the *static layers*) and personalises its last layers (the *dynamic
+layers*). The Universal Meta Network (UMN) trains those layers globally; the Personalized Parameters
+Generator (PPG) maps each device's real-time window to an update of them, damped by the Stable Weight
+Adapter (SWA). Training minimises ``L_ppg + umn_weight * L_umn``; evaluation scores with the generated
+layers (or the global ones with ``duet_inference: global``). No gradient step is ever taken per device.
+
+:class:`DUETBase` holds what every backbone shares (the generator and the adapter); :class:`DUET` is the
+next-item version for SASRec and GRU4Rec, :class:`recbole_duet.model.duet_din.DUETDIN` the DIN version.
 """
 
 from recbole.model.abstract_recommender import SequentialRecommender
 
-from recbole_duet.errors import ConfigError
 from recbole_duet.model.backbones import build_backbone
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
-from recbole_duet.model.layers import DynamicClassifier, GeneratedLayer, realtime_window
+from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
 
 
-class DUET(SequentialRecommender):
-    r"""DUET on a RecBole sequential backbone (``backbone: SASRec | GRU4Rec``)."""
+class DUETBase(SequentialRecommender):
+    """The backbone-independent half of DUET: the real-time window settings, PPG and SWA.
+
+    Subclasses build ``self.backbone`` and their head (whose ``layer_shapes`` lists the dynamic layers),
+    then call :meth:`_build_generator` with the size of the window's item embeddings.
+    """
 
     def __init__(self, config, dataset):
-        super(DUET, self).__init__(config, dataset)
-
-        # load parameters info
+        super(DUETBase, self).__init__(config, dataset)
         self.realtime_window_size = config["realtime_window"]
         self.umn_weight = config["umn_weight"]
         self.inference = config["duet_inference"]
-        self.loss_type = config["loss_type"]
-        n_layers = config["duet_layers"]
-        hidden_size = config["generator_hidden_size"]
-        rank = config["generator_rank"]
-
-        # define layers: the backbone is RecBole's own model, built with this run's config
         self.backbone = build_backbone(config, dataset)
-        dim = self.backbone.item_embedding.embedding_dim
-        if rank >= dim:
-            raise ConfigError("generator_rank", rank, f"0 (full) or an integer below the layer width {dim}")
-        self.classifier = DynamicClassifier(dim, n_layers, config["duet_activation"])
-        self.generator = ParameterGenerator(dim, dim, n_layers, hidden_size, rank)
-        self.stabilizer = StableWeightAdapter(dim, dim, n_layers, hidden_size) if config["stabilizer"] else None
 
-    def generate(self, item_seq, item_seq_len):
-        """Cloud side of DUET: each device's real-time window -> its generated layers (one forward pass)."""
-        window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
-        window_emb = self.backbone.item_embedding(window)
+    def _build_generator(self, config, item_dim, layer_shapes):
+        hidden_size = config["generator_hidden_size"]
+        self.generator = ParameterGenerator(item_dim, layer_shapes, hidden_size, config["generator_rank"])
+        out_dims = [out_dim for out_dim, _ in layer_shapes]
+        self.stabilizer = StableWeightAdapter(item_dim, out_dims, hidden_size) if config["stabilizer"] else None
+
+    def _generate(self, window_emb, window_len):
+        """Cloud side of DUET: embedded real-time windows -> one :class:`GeneratedLayer` per dynamic layer."""
         updates = self.generator(window_emb, window_len)
         gates = self.stabilizer(window_emb, window_len) if self.stabilizer is not None else [None] * len(updates)
         return [GeneratedLayer(weight, bias, gate) for (weight, bias), gate in zip(updates, gates)]
+
+
+class DUET(DUETBase):
+    r"""DUET on a RecBole next-item backbone (``backbone: SASRec | GRU4Rec``).
+
+    The dynamic layers sit between the backbone's user representation and the item table; scoring and the
+    CE/BPR loss are the backbone's own.
+    """
+
+    def __init__(self, config, dataset):
+        super(DUET, self).__init__(config, dataset)
+        self.loss_type = config["loss_type"]
+        dim = self.backbone.item_embedding.embedding_dim
+        self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
+        self._build_generator(config, dim, self.classifier.layer_shapes)
+
+    def generate(self, item_seq, item_seq_len):
+        """Each device's generated layers, from its real-time window of item ids."""
+        window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
+        return self._generate(self.backbone.item_embedding(window), window_len)
 
     def personalised_parameters(self, item_seq, item_seq_len):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""

@@ -22,31 +22,31 @@ def _init_linear(linear, std):
 
 
 class FullWeightDecoder(nn.Module):
-    """Decode a layer embedding into a full ``D x D`` weight update: ``h * D^2 + D^2`` parameters."""
+    """Decode a layer embedding into a full ``out x in`` weight update: ``h * out * in + out * in`` parameters."""
 
-    def __init__(self, hidden_size, dim):
+    def __init__(self, hidden_size, out_dim, in_dim):
         super().__init__()
-        self.dim = dim
-        # Scaled by 1/sqrt(D) so the update's effect on a D-dim input starts small whatever D is.
-        self.decoder = _init_linear(nn.Linear(hidden_size, dim * dim), INIT_STD / math.sqrt(dim))
+        self.shape = (out_dim, in_dim)
+        # Scaled by 1/sqrt(in) so the update's effect on an input starts small whatever the width.
+        self.decoder = _init_linear(nn.Linear(hidden_size, out_dim * in_dim), INIT_STD / math.sqrt(in_dim))
 
     def forward(self, layer_embedding):
-        return FullDelta(self.decoder(layer_embedding).view(-1, self.dim, self.dim))
+        return FullDelta(self.decoder(layer_embedding).view(-1, *self.shape))
 
 
 class LowRankWeightDecoder(nn.Module):
     """Decode a layer embedding into ``left @ core @ right`` with a generated ``r x r`` core.
 
-    Parameters: ``h * r^2 + r^2`` for the core decoder plus ``2 * D * r`` for the shared bases, so the
-    generator grows linearly in the layer width ``D`` instead of with ``D^2`` (``D^3`` when ``h ~ D``).
+    Parameters: ``h * r^2 + r^2`` for the core decoder plus ``(out + in) * r`` for the shared bases, so the
+    generator grows linearly in the layer width instead of with its square (cubically when ``h ~ D``).
     """
 
-    def __init__(self, hidden_size, dim, rank):
+    def __init__(self, hidden_size, out_dim, in_dim, rank):
         super().__init__()
         self.rank = rank
         self.core_decoder = _init_linear(nn.Linear(hidden_size, rank * rank), INIT_STD)
-        self.left = nn.Parameter(torch.randn(dim, rank) / math.sqrt(dim))
-        self.right = nn.Parameter(torch.randn(rank, dim) / math.sqrt(dim))
+        self.left = nn.Parameter(torch.randn(out_dim, rank) / math.sqrt(in_dim))
+        self.right = nn.Parameter(torch.randn(rank, in_dim) / math.sqrt(in_dim))
 
     def forward(self, layer_embedding):
         core = self.core_decoder(layer_embedding).view(-1, self.rank, self.rank)
@@ -54,15 +54,21 @@ class LowRankWeightDecoder(nn.Module):
 
 
 class LayerBranch(nn.Module):
-    """One PPG branch: the device code -> layer embedding ``e^(i)`` -> that layer's weight and bias update."""
+    """One PPG branch: the device code -> layer embedding ``e^(i)`` -> that layer's weight and bias update.
 
-    def __init__(self, hidden_size, dim, rank):
+    ``rank`` is capped at the layer's smaller side (a rank above it cannot add anything).
+    """
+
+    def __init__(self, hidden_size, out_dim, in_dim, rank):
         super().__init__()
+        rank = min(rank, out_dim, in_dim)
         self.layer_embedding = nn.Linear(hidden_size, hidden_size)
         self.weight_decoder = (
-            FullWeightDecoder(hidden_size, dim) if rank == 0 else LowRankWeightDecoder(hidden_size, dim, rank)
+            FullWeightDecoder(hidden_size, out_dim, in_dim)
+            if rank == 0
+            else LowRankWeightDecoder(hidden_size, out_dim, in_dim, rank)
         )
-        self.bias_decoder = _init_linear(nn.Linear(hidden_size, dim), INIT_STD)
+        self.bias_decoder = _init_linear(nn.Linear(hidden_size, out_dim), INIT_STD)
 
     def forward(self, device_code):
         embedding = torch.tanh(self.layer_embedding(device_code))
@@ -74,16 +80,15 @@ class ParameterGenerator(nn.Module):
 
     Args:
         item_dim (int): size of the window's item embeddings.
-        dim (int): width ``D`` of the dynamic layers.
-        n_layers (int): number of dynamic layers (branches).
+        layer_shapes (list of (int, int)): ``(out_dim, in_dim)`` of each dynamic layer.
         hidden_size (int): size ``h`` of the device code and of each layer embedding.
-        rank (int): 0 for full ``D x D`` updates, ``r > 0`` for the factorised decoder.
+        rank (int): 0 for full weight updates, ``r > 0`` for the factorised decoder.
     """
 
-    def __init__(self, item_dim, dim, n_layers, hidden_size, rank):
+    def __init__(self, item_dim, layer_shapes, hidden_size, rank):
         super().__init__()
         self.head_encoder = nn.GRU(item_dim, hidden_size, batch_first=True)
-        self.branches = nn.ModuleList(LayerBranch(hidden_size, dim, rank) for _ in range(n_layers))
+        self.branches = nn.ModuleList(LayerBranch(hidden_size, out, inp, rank) for out, inp in layer_shapes)
 
     def encode(self, window_emb, window_len):
         """The device code ``[B, h]``: the GRU state after the window's last real item."""
@@ -107,15 +112,14 @@ class StableWeightAdapter(nn.Module):
     generator from oscillating.
     """
 
-    def __init__(self, item_dim, dim, n_layers, hidden_size):
+    def __init__(self, item_dim, out_dims, hidden_size):
         super().__init__()
-        self.n_layers = n_layers
-        self.dim = dim
+        self.out_dims = list(out_dims)
         self.transform = nn.Linear(item_dim, hidden_size)
-        self.gate = _init_linear(nn.Linear(hidden_size, n_layers * dim), INIT_STD)
+        self.gate = _init_linear(nn.Linear(hidden_size, sum(self.out_dims)), INIT_STD)
 
     def forward(self, window_emb, window_len):
-        """Return a list of ``n_layers`` gates, each ``[B, D]``."""
+        """Return one gate per dynamic layer, ``[B, out_dim]`` each."""
         is_real = torch.arange(window_emb.size(1), device=window_emb.device) < window_len.unsqueeze(1)
         keys = torch.tanh(self.transform(window_emb))
         similarity = keys @ keys.transpose(1, 2) / math.sqrt(keys.size(-1))
@@ -123,4 +127,4 @@ class StableWeightAdapter(nn.Module):
         weighted = torch.softmax(similarity, dim=-1) @ keys
         pooled = (weighted * is_real.unsqueeze(-1)).sum(1) / window_len.unsqueeze(-1)
         gates = torch.sigmoid(self.gate(pooled))
-        return list(gates.view(-1, self.n_layers, self.dim).unbind(1))
+        return list(gates.split(self.out_dims, dim=-1))

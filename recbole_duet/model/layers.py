@@ -1,7 +1,9 @@
-"""Building blocks shared by DUET's generator and classifier: the real-time window and the dynamic layers.
+"""Building blocks shared by DUET's generator and heads: the real-time window and generated layers.
 
-Shapes: ``B`` devices in a batch, ``D`` the width of the dynamic layers (the backbone's item-embedding size),
-``L`` the number of dynamic layers, ``W`` the real-time window, ``r`` the generator rank.
+Shapes: ``B`` devices in a batch, ``D`` a layer width, ``L`` the number of dynamic layers, ``W`` the
+real-time window, ``r`` the generator rank. A generated layer maps ``in_dim -> out_dim``; inputs may carry
+extra dimensions after the device one (``[B, ..., in_dim]``, e.g. one row per candidate item), and every
+device's row uses that device's own parameters.
 """
 
 from dataclasses import dataclass
@@ -21,12 +23,25 @@ ACTIVATION_FUNCTIONS = {
 }
 
 
-def realtime_window(item_seq, item_seq_len, size):
-    """Return the last ``size`` real items of each history, left-aligned and zero-padded, and their count.
+def window_positions(item_seq_len, size, max_seq_length):
+    """Positions of the last ``size`` real items of each history and how many of them are real.
 
-    RecBole stores a history left-aligned (items at ``0 .. len-1``, padding id 0 after them), so the device's
-    real-time window is the slice ``[len - w, len)`` with ``w = min(len, size)``. A window longer than
+    RecBole stores a history left-aligned (items at ``0 .. len-1``, padding after them), so the device's
+    real-time window is ``[len - w, len)`` with ``w = min(len, size)``. A window longer than
     ``MAX_ITEM_LIST_LENGTH`` simply holds the whole stored history.
+
+    Returns:
+        tuple: ``positions`` ``[B, size]`` (clamped into the sequence), ``window_len`` ``[B]``, and
+        ``is_real`` ``[B, size]`` (False on padding slots).
+    """
+    window_len = item_seq_len.clamp(min=1, max=size)
+    offsets = torch.arange(size, device=item_seq_len.device)
+    positions = ((item_seq_len - window_len).unsqueeze(1) + offsets).clamp(max=max_seq_length - 1)
+    return positions, window_len, offsets.unsqueeze(0) < window_len.unsqueeze(1)
+
+
+def realtime_window(item_seq, item_seq_len, size):
+    """The last ``size`` real item ids of each history, left-aligned and zero-padded, and their count.
 
     Args:
         item_seq (torch.LongTensor): ``[B, max_len]`` item ids.
@@ -34,24 +49,25 @@ def realtime_window(item_seq, item_seq_len, size):
         size (int): the configured ``realtime_window``.
 
     Returns:
-        tuple: ``([B, size]`` window item ids``, [B]`` window lengths``)``.
+        tuple: ``[B, size]`` window item ids and ``[B]`` window lengths.
     """
-    window_len = item_seq_len.clamp(min=1, max=size)
-    offsets = torch.arange(size, device=item_seq.device)
-    positions = (item_seq_len - window_len).unsqueeze(1) + offsets
-    window = item_seq.gather(1, positions.clamp(max=item_seq.size(1) - 1))
-    is_real = offsets.unsqueeze(0) < window_len.unsqueeze(1)
-    return window * is_real, window_len
+    positions, window_len, is_real = window_positions(item_seq_len, size, item_seq.size(1))
+    return item_seq.gather(1, positions) * is_real, window_len
+
+
+def _per_device(value, like):
+    """View a ``[B, D]`` per-device tensor so that it broadcasts over ``like``'s ``[B, ..., D]``."""
+    return value.view(value.size(0), *([1] * (like.dim() - 2)), value.size(-1))
 
 
 @dataclass
 class FullDelta:
-    """A generated ``[B, D, D]`` weight update, one full matrix per device."""
+    """A generated ``[B, out, in]`` weight update, one full matrix per device."""
 
     weight: torch.Tensor
 
     def apply(self, x):
-        return torch.bmm(self.weight, x.unsqueeze(-1)).squeeze(-1)
+        return torch.einsum("boi,b...i->b...o", self.weight, x)
 
     def materialize(self):
         return self.weight
@@ -61,8 +77,8 @@ class FullDelta:
 class LowRankDelta:
     """A generated weight update ``left @ core @ right`` where only the ``[B, r, r]`` core is per device.
 
-    ``left`` (``[D, r]``) and ``right`` (``[r, D]``) are shared, learned bases (the APG factorisation), so
-    applying the update costs ``O(D r)`` per device instead of ``O(D^2)``.
+    ``left`` (``[out, r]``) and ``right`` (``[r, in]``) are shared, learned bases (the APG factorisation), so
+    applying the update costs ``O((in + out) r)`` per device instead of ``O(in * out)``.
     """
 
     left: torch.Tensor
@@ -70,8 +86,7 @@ class LowRankDelta:
     right: torch.Tensor
 
     def apply(self, x):
-        projected = F.linear(x, self.right)
-        mixed = torch.bmm(self.core, projected.unsqueeze(-1)).squeeze(-1)
+        mixed = torch.einsum("bst,b...t->b...s", self.core, F.linear(x, self.right))
         return F.linear(mixed, self.left)
 
     def materialize(self):
@@ -83,7 +98,7 @@ class GeneratedLayer:
     """The adaptive part of one dynamic layer for a batch of devices.
 
     The layer's weight is ``W_global + gate * weight_delta`` and its bias ``b_global + gate * bias_delta``,
-    where ``gate`` (``[B, D]``, per output unit) comes from the Stable Weight Adapter, or is 1 without it.
+    where ``gate`` (``[B, out]``, per output unit) comes from the Stable Weight Adapter, or is 1 without it.
     """
 
     weight_delta: object
@@ -91,63 +106,69 @@ class GeneratedLayer:
     gate: Optional[torch.Tensor] = None
 
     def _gated(self, value):
-        return value if self.gate is None else self.gate * value
+        return value if self.gate is None else _per_device(self.gate, value) * value
 
-    def adaptive_output(self, x):
-        """``(gate * delta_W) x + gate * delta_b`` for each device's own input row."""
-        return self._gated(self.weight_delta.apply(x) + self.bias_delta)
+    def linear(self, x, global_weight, global_bias):
+        """``x W^T + b`` with each device's personalised ``W`` and ``b``, without materialising them."""
+        adaptive = self.weight_delta.apply(x) + _per_device(self.bias_delta, x)
+        return F.linear(x, global_weight, global_bias) + self._gated(adaptive)
 
-    def adaptive_parameters(self):
-        """The gated ``([B, D, D], [B, D])`` weight and bias updates, materialised."""
+    def personalise(self, global_weight, global_bias):
+        """The materialised per-device ``([B, out, in], [B, out])`` weight and bias."""
         weight = self.weight_delta.materialize()
         if self.gate is not None:
             weight = self.gate.unsqueeze(-1) * weight
-        return weight, self._gated(self.bias_delta)
+        return global_weight + weight, global_bias + self._gated(self.bias_delta)
 
 
-class DynamicClassifier(nn.Module):
-    """DUET's dynamic layers, holding the Universal Meta Network's global weights.
+def linear_layer(x, weight, bias, generated=None):
+    """A global linear layer, or its personalised version when ``generated`` is given."""
+    return F.linear(x, weight, bias) if generated is None else generated.linear(x, weight, bias)
+
+
+def per_device_linear(x, weight, bias):
+    """``x W^T + b`` with explicit ``[B, out, in]`` / ``[B, out]`` per-device parameters."""
+    return torch.einsum("boi,b...i->b...o", weight, x) + _per_device(bias, x)
+
+
+class ResidualClassifier(nn.Module):
+    """The dynamic layers of next-item backbones (SASRec, GRU4Rec), holding the UMN's global weights.
 
     Each layer is residual, ``x <- x + act(W x + b)`` (no activation on the last layer), so a classifier
     whose weights are near zero is near the identity: the model starts as its backbone, and a generated
-    update starts as a small correction of the global classifier. Called with ``generated`` layers it runs
-    every device with its own personalised weights without materialising them.
+    update starts as a small correction of the global classifier.
     """
 
     def __init__(self, dim, n_layers, activation):
         super().__init__()
-        self.n_layers = n_layers
         self.activation = ACTIVATION_FUNCTIONS[activation]
         self.weight = nn.Parameter(torch.empty(n_layers, dim, dim).normal_(0.0, INIT_STD))
         self.bias = nn.Parameter(torch.zeros(n_layers, dim))
 
-    def extra_repr(self):
+    @property
+    def layer_shapes(self):
         n_layers, dim, _ = self.weight.shape
-        return f"n_layers={n_layers}, dim={dim}"
+        return [(dim, dim)] * n_layers
 
-    def _activate(self, layer, value):
-        return self.activation(value) if layer < self.n_layers - 1 else value
+    def extra_repr(self):
+        return f"n_layers={len(self.layer_shapes)}, dim={self.weight.size(-1)}"
+
+    def _step(self, layer, x, out):
+        return x + (self.activation(out) if layer < len(self.layer_shapes) - 1 else out)
 
     def forward(self, x, generated=None):
         """Map user representations ``[B, D]`` through the global or the ``generated`` layers."""
-        for layer in range(self.n_layers):
-            out = F.linear(x, self.weight[layer], self.bias[layer])
-            if generated is not None:
-                out = out + generated[layer].adaptive_output(x)
-            x = x + self._activate(layer, out)
+        for layer in range(len(self.layer_shapes)):
+            layer_generated = None if generated is None else generated[layer]
+            x = self._step(layer, x, linear_layer(x, self.weight[layer], self.bias[layer], layer_generated))
         return x
 
     def personalised_parameters(self, generated):
         """Each device's full dynamic-layer weights: a list of ``([B, D, D], [B, D])`` per layer."""
-        parameters = []
-        for layer, generated_layer in enumerate(generated):
-            weight_delta, bias_delta = generated_layer.adaptive_parameters()
-            parameters.append((self.weight[layer] + weight_delta, self.bias[layer] + bias_delta))
-        return parameters
+        return [layer.personalise(self.weight[i], self.bias[i]) for i, layer in enumerate(generated)]
 
     def forward_with_parameters(self, x, parameters):
         """Run the layers with explicit per-device weights (what a device does with its payload)."""
         for layer, (weight, bias) in enumerate(parameters):
-            out = torch.bmm(weight, x.unsqueeze(-1)).squeeze(-1) + bias
-            x = x + self._activate(layer, out)
+            x = self._step(layer, x, per_device_linear(x, weight, bias))
         return x

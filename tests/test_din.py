@@ -1,0 +1,132 @@
+"""DUET with RecBole's DIN as backbone: generated prediction MLP, normalisation, fast full ranking."""
+
+import pytest
+import torch
+from conftest import build_pipeline
+
+from recbole_duet import run_recbole_duet
+from recbole_duet.data import ensure_dataset_files
+from recbole_duet.errors import DatasetNotFoundError
+from recbole_duet.model import DUETDIN
+
+FULL_SORT = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}
+
+
+@pytest.fixture(params=[0, 4], ids=["full", "rank4"])
+def din_duet(request, din_config_dict):
+    config, loaders, model = build_pipeline({**din_config_dict, "generator_rank": request.param})
+    return model, next(iter(loaders[0]))
+
+
+def device_inputs(model, batch):
+    return batch[model.USER_ID], batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+
+
+def test_the_generated_layers_are_dins_prediction_mlp(din_duet):
+    model, _ = din_duet
+    assert isinstance(model, DUETDIN)
+    assert model.head.layer_shapes == [(16, 3 * 2 * 4), (8, 16), (1, 8)]  # 2 item features x embedding 4
+    assert model.head.linears[-1] is model.backbone.dnn_predict_layers
+
+
+def test_every_generator_and_adapter_weight_receives_gradient(din_duet):
+    model, batch = din_duet
+    model.train()
+    sum(model.calculate_loss(batch)).backward()
+    state_keys = set(model.state_dict())
+    for prefix, module in [("generator.", model.generator), ("stabilizer.", model.stabilizer)]:
+        for name, param in module.named_parameters():
+            assert prefix + name in state_keys
+            assert param.grad is not None and param.grad.abs().sum() > 0, f"no gradient reaches {prefix}{name}"
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train-mode", "eval-mode"])
+def test_generated_mlp_does_not_depend_on_the_rest_of_the_batch(din_config_dict, training):
+    """Batch norm in the generated path uses running statistics, so even in training a device's output is
+    its own; dropout is disabled here so that train mode is deterministic."""
+    _, loaders, model = build_pipeline({**din_config_dict, "dropout_prob": 0.0})
+    batch = next(iter(loaders[0]))
+    model.train(training)
+    user, item_seq, item_seq_len = device_inputs(model, batch)
+    mlp_input = torch.randn(len(user), model.head.layer_shapes[0][1])
+    with torch.no_grad():
+        together = model.personalised_parameters(user, item_seq, item_seq_len)
+        logits_together = model.head(mlp_input, model.generate(user, item_seq, item_seq_len))
+        for device in [0, 5, len(user) - 1]:
+            rows = slice(device, device + 1)
+            alone = model.personalised_parameters(user[rows], item_seq[rows], item_seq_len[rows])
+            for layer, (weight, bias) in enumerate(alone):
+                torch.testing.assert_close(weight[0], together[layer][0][device], atol=1e-6, rtol=0)
+                torch.testing.assert_close(bias[0], together[layer][1][device], atol=1e-6, rtol=0)
+            logit_alone = model.head(mlp_input[rows], model.generate(user[rows], item_seq[rows], item_seq_len[rows]))
+            torch.testing.assert_close(logit_alone[0], logits_together[device], atol=1e-6, rtol=0)
+
+
+def test_full_sort_predict_equals_predict_on_every_pair(din_duet):
+    model, batch = din_duet
+    model.eval()
+    rows = batch[:6]
+    n_items = model.n_items
+    pairs = rows.repeat_interleave(n_items)
+    pairs.update(type(rows)({model.ITEM_ID: torch.arange(n_items).repeat(len(rows))}))
+    with torch.no_grad():
+        model.eval_batch_size = 50  # force several item chunks
+        full = model.full_sort_predict(rows)
+        pointwise = model.predict(pairs).view(len(rows), n_items)
+    assert full.shape == (6, n_items)
+    torch.testing.assert_close(full, pointwise, atol=1e-5, rtol=1e-5)
+
+
+def test_payload_reproduces_the_generated_scores(din_duet):
+    model, batch = din_duet
+    model.eval()
+    user, item_seq, item_seq_len = device_inputs(model, batch)
+    with torch.no_grad():
+        generated_logit, _ = model._logits(user, item_seq, item_seq_len, batch[model.ITEM_ID])
+        _, mlp_input = model.tap(user, item_seq, item_seq_len, batch[model.ITEM_ID])
+        payload = model.personalised_parameters(user, item_seq, item_seq_len)
+        torch.testing.assert_close(model.head.forward_with_parameters(mlp_input, payload), generated_logit)
+
+
+@pytest.mark.parametrize(
+    "evaluation, expected",
+    [
+        ({}, ["auc", "logloss"]),  # RecBole's DIN protocol: uni100 with value metrics
+        (
+            {"metrics": ["GAUC", "Hit", "NDCG", "MRR"], "topk": [10], "valid_metric": "NDCG@10"},
+            ["gauc", "hit@10", "ndcg@10", "mrr@10"],
+        ),
+        (
+            {"metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "eval_args": FULL_SORT},
+            ["hit@10", "ndcg@10"],
+        ),
+    ],
+    ids=["uni100-value", "uni100-ranking", "full-ranking"],
+)
+def test_duet_din_trains_and_tests_through_the_runner(din_config_dict, evaluation, expected):
+    result = run_recbole_duet(model="DUET", dataset="tiny", config_dict={**din_config_dict, **evaluation})
+    metrics = result["test_result"]
+    assert list(metrics) == expected
+    assert all(value >= 0 for value in metrics.values())
+
+
+def test_plain_din_runs_through_the_plugin_runner(din_config_dict):
+    config_dict = {key: value for key, value in din_config_dict.items() if key != "backbone"}
+    result = run_recbole_duet(model="DIN", dataset="tiny", config_dict=config_dict)
+    assert set(result["test_result"]) == {"auc", "logloss"}
+    assert 0.0 <= result["test_result"]["auc"] <= 1.0
+
+
+def test_missing_item_feature_column_is_named(din_config_dict, run_dir):
+    from recbole_duet.config import Config
+
+    config_dict = {**din_config_dict, "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "genre"]}}
+    config = Config(model="DUET", dataset="tiny", config_dict=config_dict)
+    with pytest.raises(DatasetNotFoundError, match=r"Field 'genre' of load_col\['item'\] is not a column of '.*tiny.item'"):
+        ensure_dataset_files(config)
+
+
+def test_missing_item_file_is_named(tiny_config_dict):
+    config_dict = {**tiny_config_dict, "backbone": "DIN", "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"]}}
+    with pytest.raises(DatasetNotFoundError, match=r"load_col\['item'\] asks for fields \['item_id', 'category'\] but '.*tiny.item' does not exist"):
+        run_recbole_duet(model="DUET", dataset="tiny", config_dict=config_dict)
