@@ -16,9 +16,11 @@ layers (or the global ones with ``duet_inference: global``). No gradient step is
 next-item version for SASRec and GRU4Rec, :class:`recbole_duet.model.duet_din.DUETDIN` the DIN version.
 """
 
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_duet.model.backbones import build_backbone
+from recbole_duet.model.finetune import finetune_per_device, mean_over_pairs, window_training_pairs
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
 from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
 
@@ -35,6 +37,8 @@ class DUETBase(SequentialRecommender):
         self.realtime_window_size = config["realtime_window"]
         self.umn_weight = config["umn_weight"]
         self.inference = config["duet_inference"]
+        self.finetune_steps = config["finetune_steps"]
+        self.finetune_lr = config["finetune_lr"]
         self.backbone = build_backbone(config, dataset)
 
     def _build_generator(self, config, item_dim, layer_shapes):
@@ -48,6 +52,9 @@ class DUETBase(SequentialRecommender):
         updates = self.generator(window_emb, window_len)
         gates = self.stabilizer(window_emb, window_len) if self.stabilizer is not None else [None] * len(updates)
         return [GeneratedLayer(weight, bias, gate) for (weight, bias), gate in zip(updates, gates)]
+
+    def _finetune(self, global_layers, n_devices, device_losses):
+        return finetune_per_device(global_layers, n_devices, device_losses, self.finetune_steps, self.finetune_lr)
 
 
 class DUET(DUETBase):
@@ -73,11 +80,30 @@ class DUET(DUETBase):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""
         return self.classifier.personalised_parameters(self.generate(item_seq, item_seq_len))
 
+    def finetuned_parameters(self, item_seq, item_seq_len):
+        """The fine-tuning baseline: each device's layers after SGD on its own window (CE over all items)."""
+        prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
+        n_devices, n_pairs = targets.shape
+        representation = self.backbone(item_seq.repeat_interleave(n_pairs, dim=0), prefix_len.flatten())
+        representation = representation.detach().view(n_devices, n_pairs, -1)
+        item_table = self.backbone.item_embedding.weight.detach()
+
+        def device_losses(parameters):
+            logits = self.classifier.forward_with_parameters(representation, parameters) @ item_table.T
+            pair_losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+            return mean_over_pairs(pair_losses.view(n_devices, n_pairs), is_pair)
+
+        global_layers = list(zip(self.classifier.weight, self.classifier.bias))
+        return self._finetune(global_layers, n_devices, device_losses)
+
     def forward(self, item_seq, item_seq_len):
-        """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` classifier."""
+        """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers."""
         representation = self.backbone(item_seq, item_seq_len)
         if self.inference == "global":
             return self.classifier(representation)
+        if self.inference == "finetune":
+            parameters = self.finetuned_parameters(item_seq, item_seq_len)
+            return self.classifier.forward_with_parameters(representation, parameters)
         return self.classifier(representation, self.generate(item_seq, item_seq_len))
 
     def _recommendation_loss(self, user_vector, interaction):

@@ -10,11 +10,13 @@ pointwise click-through prediction with BCE on sampled negatives.
 """
 
 import torch
+import torch.nn.functional as F
 from recbole.utils import InputType
 from torch import nn
 
 from recbole_duet.model.din_head import DINPredictionHead, DINTap, item_feature_embedding
 from recbole_duet.model.duet import DUETBase
+from recbole_duet.model.finetune import mean_over_pairs, window_training_pairs
 from recbole_duet.model.layers import realtime_window
 
 
@@ -38,6 +40,43 @@ class DUETDIN(DUETBase):
         window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
         window_emb = item_feature_embedding(self.backbone, user, window) * (window > 0).unsqueeze(-1)
         return self._generate(window_emb, window_len)
+
+    def finetuned_parameters(self, user, item_seq, item_seq_len):
+        """The fine-tuning baseline: each device's MLP after SGD on its own window.
+
+        Each window item is a click (label 1) after the history before it, paired with one uniformly drawn
+        item as a non-click (label 0), as DIN is trained.
+        """
+        prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
+        n_devices, n_pairs = targets.shape
+        candidates = torch.stack([targets, torch.randint_like(targets, 1, self.n_items)], dim=-1)
+        labels = torch.tensor([1.0, 0.0], device=targets.device).expand_as(candidates)
+        rows = 2 * n_pairs
+        _, mlp_input = self.tap(
+            user.repeat_interleave(rows),
+            item_seq.repeat_interleave(rows, dim=0),
+            prefix_len.repeat_interleave(2, dim=1).flatten(),
+            candidates.flatten(),
+        )
+        mlp_input = mlp_input.detach().view(n_devices, rows, -1)
+
+        def device_losses(parameters):
+            logits = self.head.forward_with_parameters(mlp_input, parameters).view_as(labels)
+            pair_losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(dim=-1)
+            return mean_over_pairs(pair_losses, is_pair)
+
+        global_layers = [(linear.weight, linear.bias) for linear in self.head.linears]
+        return self._finetune(global_layers, n_devices, device_losses)
+
+    def _personal_head(self, user, item_seq, item_seq_len):
+        """The ``duet_inference`` MLP for these devices (``mlp_input -> logit``), or None for the global one."""
+        if self.inference == "global":
+            return None
+        if self.inference == "finetune":
+            parameters = self.finetuned_parameters(user, item_seq, item_seq_len)
+            return lambda mlp_input: self.head.forward_with_parameters(mlp_input, parameters)
+        generated = self.generate(user, item_seq, item_seq_len)
+        return lambda mlp_input: self.head(mlp_input, generated)
 
     def _logits(self, user, item_seq, item_seq_len, items):
         """``(generated_logit, global_logit)`` for one candidate item per row."""
@@ -63,18 +102,20 @@ class DUETDIN(DUETBase):
         return self.loss(generated_logit, label), self.umn_weight * self.loss(global_logit, label)
 
     def predict(self, interaction):
-        generated_logit, global_logit = self._logits(*self._inputs(interaction))
-        return torch.sigmoid(global_logit if self.inference == "global" else generated_logit)
+        user, item_seq, item_seq_len, items = self._inputs(interaction)
+        global_logit, mlp_input = self.tap(user, item_seq, item_seq_len, items)
+        personal_head = self._personal_head(user, item_seq, item_seq_len)
+        return torch.sigmoid(global_logit if personal_head is None else personal_head(mlp_input))
 
     def full_sort_predict(self, interaction):
-        """Scores ``[B, n_items]``: generate each device's layers once, then score all items in chunks.
+        """Scores ``[B, n_items]``: personalise each device's layers once, then score all items in chunks.
 
         RecBole's fallback for models without this method repeats the whole interaction once per item and
         calls :meth:`predict`, which would re-run the generator for every (device, item) pair.
         """
         user, item_seq, item_seq_len, _ = self._inputs(interaction)
         n_devices = len(user)
-        generated = self.generate(user, item_seq, item_seq_len)
+        personal_head = self._personal_head(user, item_seq, item_seq_len)
         chunk_size = max(1, self.eval_batch_size // n_devices)
         scores = []
         for items in torch.arange(self.n_items, device=item_seq.device).split(chunk_size):
@@ -85,9 +126,9 @@ class DUETDIN(DUETBase):
                 item_seq_len.repeat_interleave(n_items),
                 items.repeat(n_devices),
             )
-            if self.inference == "global":
+            if personal_head is None:
                 logit = global_logit.view(n_devices, n_items)
             else:
-                logit = self.head(mlp_input.view(n_devices, n_items, -1), generated)
+                logit = personal_head(mlp_input.view(n_devices, n_items, -1))
             scores.append(torch.sigmoid(logit))
         return torch.cat(scores, dim=1)

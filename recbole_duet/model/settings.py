@@ -7,7 +7,7 @@ from recbole_duet.errors import ConfigError
 from recbole_duet.model.backbones import BACKBONE_CLASSES
 
 SUPPORTED_BACKBONES = tuple(BACKBONE_CLASSES)
-INFERENCE_MODES = ("generated", "global")
+INFERENCE_MODES = ("generated", "global", "finetune")
 ACTIVATIONS = ("tanh", "relu", "gelu", "none")
 
 
@@ -29,6 +29,13 @@ def _non_negative_number():
     return check, "a number >= 0"
 
 
+def _positive_number():
+    def check(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+    return check, "a number > 0"
+
+
 def _boolean():
     return lambda value: isinstance(value, bool), "true or false"
 
@@ -43,6 +50,8 @@ DUET_KEYS = {
     "umn_weight": _non_negative_number(),
     "duet_inference": _one_of(INFERENCE_MODES),
     "duet_activation": _one_of(ACTIVATIONS),
+    "finetune_steps": _integer_at_least(1),
+    "finetune_lr": _positive_number(),
 }
 
 

@@ -1,0 +1,50 @@
+"""On-device fine-tuning, the baseline DUET replaces (``duet_inference: finetune``).
+
+Each device starts from the global (UMN) dynamic layers and takes ``finetune_steps`` SGD steps at
+``finetune_lr`` on the labels it actually has: the next-item targets inside its own real-time window (the
+item at window position ``p`` is the target of the history before it). The evaluation target is never
+read. All devices of a batch are tuned at once: each holds its own copy of the layers, the devices' losses
+are independent, so one backward pass of their sum yields every device's own gradient.
+"""
+
+import torch
+
+from recbole_duet.model.layers import window_positions
+
+
+def window_training_pairs(item_seq, item_seq_len, size):
+    """The device's own training pairs: for each window position, the history length before it and its item.
+
+    Returns:
+        tuple: ``prefix_len`` ``[B, size]``, ``targets`` ``[B, size]`` and ``is_pair`` ``[B, size]`` (False
+        on padding slots and on a history's very first item, which has no history before it).
+    """
+    positions, _, is_real = window_positions(item_seq_len, size, item_seq.size(1))
+    return positions.clamp(min=1), item_seq.gather(1, positions), is_real & (positions >= 1)
+
+
+def mean_over_pairs(pair_losses, is_pair):
+    """Each device's mean loss over its own pairs ``[B]`` (0 for a device without any pair)."""
+    is_pair = is_pair.to(pair_losses.dtype)
+    return (pair_losses * is_pair).sum(dim=1) / is_pair.sum(dim=1).clamp(min=1)
+
+
+def finetune_per_device(global_layers, n_devices, device_losses, steps, lr):
+    """SGD on per-device copies of ``[(weight, bias)]`` layers; returns ``[([B, out, in], [B, out])]``.
+
+    Args:
+        global_layers (list of (Tensor, Tensor)): the starting point, shared by all devices.
+        n_devices (int): ``B``.
+        device_losses (callable): per-device parameters -> ``[B]`` losses.
+        steps (int): gradient steps.
+        lr (float): SGD step size.
+    """
+    parameters = [
+        tuple(tensor.detach().expand(n_devices, *tensor.shape).clone() for tensor in layer) for layer in global_layers
+    ]
+    with torch.enable_grad():
+        for _ in range(steps):
+            flat = [tensor.requires_grad_() for layer in parameters for tensor in layer]
+            gradients = iter(torch.autograd.grad(device_losses(parameters).sum(), flat))
+            parameters = [tuple((tensor - lr * next(gradients)).detach() for tensor in layer) for layer in parameters]
+    return parameters

@@ -1,0 +1,72 @@
+"""The on-device fine-tuning baseline (duet_inference: finetune)."""
+
+import torch
+from conftest import build_pipeline
+
+from recbole_duet import run_recbole_duet
+from recbole_duet.model.finetune import window_training_pairs
+
+
+def test_window_training_pairs_are_the_window_items_after_some_history():
+    item_seq = torch.tensor([[5, 6, 7, 8, 9, 0], [3, 4, 0, 0, 0, 0], [2, 0, 0, 0, 0, 0]])
+    prefix_len, targets, is_pair = window_training_pairs(item_seq, torch.tensor([5, 2, 1]), 3)
+    assert (targets * is_pair).tolist() == [[7, 8, 9], [0, 4, 0], [0, 0, 0]]
+    assert (prefix_len * is_pair).tolist() == [[2, 3, 4], [0, 1, 0], [0, 0, 0]]
+
+
+def finetune_model(tiny_config_dict, **overrides):
+    config_dict = {**tiny_config_dict, "duet_inference": "finetune", "finetune_steps": 5, **overrides}
+    _, loaders, model = build_pipeline(config_dict)
+    model.eval()
+    return model, next(iter(loaders[0]))
+
+
+def test_finetuning_never_reads_the_evaluation_target(tiny_config_dict):
+    model, batch = finetune_model(tiny_config_dict)
+    planted = batch[torch.arange(len(batch))]  # a copy whose evaluation targets are replaced
+    planted.update(type(batch)({model.ITEM_ID: torch.randint(1, model.n_items, (len(batch),))}))
+    with torch.no_grad():
+        torch.testing.assert_close(model.full_sort_predict(batch), model.full_sort_predict(planted), atol=0, rtol=0)
+
+
+def window_losses(model, item_seq, item_seq_len, parameters):
+    prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, model.realtime_window_size)
+    n_devices, n_pairs = targets.shape
+    representation = model.backbone(item_seq.repeat_interleave(n_pairs, 0), prefix_len.flatten()).view(n_devices, n_pairs, -1)
+    logits = model.classifier.forward_with_parameters(representation, parameters) @ model.backbone.item_embedding.weight.T
+    losses = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    return (losses.view(n_devices, n_pairs) * is_pair).sum(1), is_pair.any(1)
+
+
+def test_finetuning_lowers_each_devices_own_window_loss(tiny_config_dict):
+    model, batch = finetune_model(tiny_config_dict, finetune_lr=0.5)
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    n = len(item_seq)
+    with torch.no_grad():
+        start = [(w.expand(n, *w.shape), b.expand(n, *b.shape)) for w, b in zip(model.classifier.weight, model.classifier.bias)]
+        before, has_pairs = window_losses(model, item_seq, item_seq_len, start)
+        tuned = model.finetuned_parameters(item_seq, item_seq_len)
+        after, _ = window_losses(model, item_seq, item_seq_len, tuned)
+    assert has_pairs.sum() > 0
+    assert bool((after[has_pairs] < before[has_pairs]).all())
+    for device in (~has_pairs).nonzero().flatten():  # nothing to learn from: the global layers stay
+        torch.testing.assert_close(tuned[0][0][device], model.classifier.weight[0])
+
+
+def test_each_device_is_tuned_on_its_own_data_only(tiny_config_dict):
+    model, batch = finetune_model(tiny_config_dict)
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        together = model.finetuned_parameters(item_seq, item_seq_len)
+        alone = model.finetuned_parameters(item_seq[2:3], item_seq_len[2:3])
+    for layer, (weight, bias) in enumerate(alone):
+        torch.testing.assert_close(weight[0], together[layer][0][2], atol=1e-5, rtol=0)
+        torch.testing.assert_close(bias[0], together[layer][1][2], atol=1e-5, rtol=0)
+
+
+def test_finetune_inference_runs_through_the_runner_for_every_backbone(tiny_config_dict, din_config_dict):
+    for config_dict in ({**tiny_config_dict, "backbone": "GRU4Rec"}, din_config_dict):
+        result = run_recbole_duet(
+            model="DUET", dataset="tiny", config_dict={**config_dict, "duet_inference": "finetune", "finetune_steps": 2}
+        )
+        assert all(value >= 0 for value in result["test_result"].values())
