@@ -6,8 +6,10 @@ every item. ``DUETDIN.full_sort_predict`` generates them once per device and sco
 
     python benchmarks/din_full_sort.py --dataset ml-100k --users 64 --out benchmarks/results/din-full-sort
 
-Both paths run on the same untrained model (speed does not depend on the weights), the same users and the
-same eval batch size, side by side in one process; the script also checks that both give the same scores.
+Both paths run through RecBole's own ``Trainer._full_sort_batch_eval`` on the same untrained model (speed
+does not depend on the weights), the same test users (``--users-per-call`` at a time) and the same
+``eval_batch_size`` (user-item pairs per forward pass), side by side in one process; the script also
+checks that both give the same scores.
 """
 
 import argparse
@@ -43,8 +45,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--users", type=int, default=64, help="number of test users to rank all items for")
+    parser.add_argument("--users-per-call", type=int, default=8, help="users per full-ranking call")
     parser.add_argument("--max-len", type=int, default=20, help="MAX_ITEM_LIST_LENGTH")
     parser.add_argument("--eval-batch-size", type=int, default=4096)
+    parser.add_argument("--generator-rank", type=int, default=8)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]
@@ -57,6 +61,7 @@ def main():
         "valid_metric": "NDCG@10",
         "MAX_ITEM_LIST_LENGTH": args.max_len,
         "eval_batch_size": args.eval_batch_size,
+        "generator_rank": args.generator_rank,
         "state": "WARNING",
     }
     config = Config(model="DUET", dataset=args.dataset, config_dict=config_dict)
@@ -67,12 +72,9 @@ def main():
     trainer.item_tensor = test_data._dataset.get_item_feature()
     trainer.tot_item_num = test_data._dataset.item_num
 
-    batches, users = [], 0
-    for batch in test_data:
-        batches.append(batch)
-        users += len(batch[0])
-        if users >= args.users:
-            break
+    devices = next(iter(test_data))[0][: args.users]
+    users = len(devices)
+    batches = [(devices[start : start + args.users_per_call], None, None, None) for start in range(0, users, args.users_per_call)]
 
     own_seconds, own_scores = time_full_ranking(trainer, batches)
     model.full_sort_predict = fallback_only

@@ -1,24 +1,34 @@
-"""Benchmark DUET against its backbones (and any RecBole model) with one protocol.
+"""Benchmark DUET against its backbones, on-device fine-tuning and any RecBole model, with one protocol.
 
-    python benchmarks/run.py --suite quick --dataset ml-100k --seeds 1 \\
-        --models SASRec DUET-SASRec GRU4Rec DUET-GRU4Rec --out benchmarks/results/ml-100k-quick
+    python benchmarks/run.py --suite quick --dataset ml-100k --seeds 3 \\
+        --models SASRec DUET-SASRec Base-SASRec Finetune-SASRec GRU4Rec DUET-GRU4Rec Base-GRU4Rec Finetune-GRU4Rec \\
+        --out benchmarks/results/ml-100k-quick
 
-Every model gets the same data, split (LS valid_and_test, time-ordered), full-sort evaluation, budget and
-early stopping (on valid NDCG@10). ``DUET-<backbone>`` means ``model: DUET, backbone: <backbone>``; any other
-name is a RecBole model. Results are appended to ``<out>/results.json`` after each (model, seed) run, so an
-interrupted benchmark resumes where it stopped; ``<out>/results.md`` holds mean +- std over seeds.
+Model names: any RecBole model (trained as RecBole would); ``DUET-<backbone>`` (``model: DUET``);
+``Base-<backbone>`` and ``Finetune-<backbone>``: the same trained DUET model scored with its global
+(UMN) layers, or with each device fine-tuning them on its own window (``duet_inference: global`` /
+``finetune``) -- one DUET training serves the three rows. Every model gets the same data, split
+(LS valid_and_test, time-ordered), evaluation, budget and early stopping (on valid NDCG@10); DUET's best
+checkpoint is chosen with its generated layers.
+
+Results are appended to ``<out>/results.json`` after every (model, seed), so a stopped run resumes
+without redoing finished pairs; ``results.md`` and two PNG plots are rewritten at the end.
 """
 
 import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 
 import torch
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from adaptation import measure_adaptation  # noqa: E402
+from report import ratio_lines, summary_table, write_plots  # noqa: E402
 
 from recbole_duet.config import Config  # noqa: E402
 from recbole_duet.quick_start import run_experiment  # noqa: E402
@@ -31,46 +41,78 @@ PROTOCOL = {
     "train_batch_size": 2048,
     "eval_batch_size": 4096,
     "show_progress": False,
-    "loss_type": "CE",
 }
 SUITES = {
-    "quick": {"MAX_ITEM_LIST_LENGTH": 20, "epochs": 20, "stopping_step": 3},
-    "full": {"MAX_ITEM_LIST_LENGTH": 50, "epochs": 200, "stopping_step": 10},
+    "quick": {"MAX_ITEM_LIST_LENGTH": 10, "epochs": 8, "stopping_step": 2},
+    "full": {"MAX_ITEM_LIST_LENGTH": 50, "epochs": 300, "stopping_step": 10},
 }
 FIRST_SEED = 2020
-REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
+DUET_FAMILY = {"DUET": "generated", "Base": "global", "Finetune": "finetune"}
 
 
-def model_settings(name):
-    """``DUET-<backbone>`` -> (DUET, {'backbone': ...}); anything else is a RecBole model name."""
-    if name.startswith("DUET-"):
-        return "DUET", {"backbone": name[len("DUET-") :]}
-    return name, {}
+def split_name(name):
+    """``'Finetune-SASRec'`` -> ``('Finetune', 'SASRec')``; a RecBole model name -> ``(None, name)``."""
+    family, _, backbone = name.partition("-")
+    return (family, backbone) if family in DUET_FAMILY and backbone else (None, name)
 
 
 def plain(metrics):
     return {key: float(value) for key, value in metrics.items()}
 
 
-def run_one(name, seed, args):
-    model, model_overrides = model_settings(name)
-    config_dict = {**PROTOCOL, **SUITES[args.suite], **model_overrides, "seed": seed}
+def evaluate_as(trainer, data, inference):
+    """Valid and test results of the trained DUET model scored with another ``duet_inference``."""
+    trainer.model.inference = inference
+    _, valid_data, test_data = data
+    return plain(trainer.evaluate(valid_data, load_best_model=False)), plain(trainer.evaluate(test_data, load_best_model=False))
+
+
+def train(model, overrides, seed, args):
+    config_dict = {**PROTOCOL, **SUITES[args.suite], **args.overrides, **overrides, "seed": seed}
     if args.data_path:
         config_dict["data_path"] = args.data_path
     config = Config(model=model, dataset=args.dataset, config_dict=config_dict)
-    run = run_experiment(config, saved=True)
+    return config_dict, run_experiment(config, saved=True)
+
+
+def record(name, backbone, seed, args, config_dict, run, valid, test):
     return {
         "dataset": args.dataset,
         "model": name,
-        "backbone": model_overrides.get("backbone", model),
+        "backbone": backbone,
         "seed": seed,
         "suite": args.suite,
         "config": config_dict,
-        "valid": plain(run["result"]["best_valid_result"]),
-        "test": plain(run["result"]["test_result"]),
+        "valid": valid,
+        "test": test,
         "epochs": run["epochs"],
         "epoch_seconds": run["fit_seconds"] / max(run["epochs"], 1),
     }
+
+
+def run_plain(name, seed, args):
+    config_dict, run = train(name, {}, seed, args)
+    result = run["result"]
+    return [record(name, name, seed, args, config_dict, run, plain(result["best_valid_result"]), plain(result["test_result"]))]
+
+
+def run_duet_family(backbone, members, seed, args):
+    """Train DUET once; record the requested members among DUET-, Base- and Finetune-<backbone>."""
+    config_dict, run = train("DUET", {"backbone": backbone}, seed, args)
+    trainer = run["trainer"]
+    adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat)
+    records = []
+    for family in members:
+        if family == "DUET":
+            result = run["result"]
+            valid, test = plain(result["best_valid_result"]), plain(result["test_result"])
+        else:
+            valid, test = evaluate_as(trainer, run["data"], DUET_FAMILY[family])
+        entry = record(f"{family}-{backbone}", backbone, seed, args, config_dict, run, valid, test)
+        if family != "Base":
+            entry["adaptation"] = adaptation
+        records.append(entry)
+    return records
 
 
 def load_records(path):
@@ -87,56 +129,81 @@ def write_json_atomically(path, value):
     os.replace(temporary, path)
 
 
-def mean_std(values):
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def pending_jobs(models, seeds, dataset, records):
+    """(job, seed) pairs still to run: one job per plain model, one per DUET backbone family."""
+    done = {(r["dataset"], r["model"], r["seed"]) for r in records}
+    jobs = []
+    for seed in seeds:
+        families = {}
+        for name in models:
+            family, backbone = split_name(name)
+            if (dataset, name, seed) in done:
+                continue
+            if family is None:
+                jobs.append((("plain", name, None), seed))
+            else:
+                families.setdefault(backbone, []).append(family)
+        jobs += [(("duet", backbone, tuple(members)), seed) for backbone, members in families.items()]
+    return jobs
 
 
-def summary_table(records, models):
+def write_report(records, args):
+    table = summary_table(records, args.models)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    settings = {**PROTOCOL, **SUITES[args.suite], **args.overrides}
     lines = [
-        "| model | seeds | " + " | ".join(f"test {m}" for m in REPORTED_METRICS) + " | valid ndcg@10 | epochs | s/epoch |",
-        "|---" * (len(REPORTED_METRICS) + 5) + "|",
+        f"# {args.dataset}, suite '{args.suite}'",
+        "",
+        f"Machine: {machine}. Seeds: {sorted({r['seed'] for r in records})}.",
+        "",
+        f"Settings on top of RecBole's and each model's defaults: `{json.dumps(settings)}`",
+        "",
+        table,
+        "",
+        "Side-by-side ratios (same seed, same run):",
+        "",
+        *ratio_lines(records),
+        "",
     ]
-    for name in models:
-        rows = [record for record in records if record["model"] == name]
-        if not rows:
-            continue
-        cells = ["%.4f ± %.4f" % mean_std([row["test"][m] for row in rows]) for m in REPORTED_METRICS]
-        valid = "%.4f ± %.4f" % mean_std([row["valid"]["ndcg@10"] for row in rows])
-        epochs = "%.1f" % statistics.mean(row["epochs"] for row in rows)
-        seconds = "%.1f" % statistics.mean(row["epoch_seconds"] for row in rows)
-        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + f" | {valid} | {epochs} | {seconds} |")
-    return "\n".join(lines)
+    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as file:
+        file.write("\n".join(lines))
+    write_plots(records, args.models, args.out)
+    print(table)
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data-path", default=None)
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["SASRec", "DUET-SASRec", "GRU4Rec", "DUET-GRU4Rec"])
+    parser.add_argument("--config-files", nargs="*", default=[], help="yaml overrides applied to every model")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    args.overrides = {}
+    for path in args.config_files:
+        with open(path, encoding="utf-8") as file:
+            args.overrides.update(yaml.safe_load(file) or {})
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
+    return args
 
+
+def main():
+    args = parse_args()
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
     records = load_records(results_path)
-    pending = [(name, FIRST_SEED + i) for i in range(args.seeds) for name in args.models]
-    for position, (name, seed) in enumerate(pending, start=1):
-        if any(r["model"] == name and r["seed"] == seed and r["dataset"] == args.dataset for r in records):
-            print(f"[{position}/{len(pending)}] {name} seed {seed}: already in {results_path}, skipped")
-            continue
-        print(f"[{position}/{len(pending)}] {name} seed {seed}: running", flush=True)
-        records.append(run_one(name, seed, args))
+    seeds = [FIRST_SEED + i for i in range(args.seeds)]
+    jobs = pending_jobs(args.models, seeds, args.dataset, records)
+    print(f"{len(jobs)} training runs to do, results in {results_path}", flush=True)
+    for position, ((kind, name, members), seed) in enumerate(jobs, start=1):
+        label = name if kind == "plain" else "/".join(f"{m}-{name}" for m in members)
+        print(f"[{position}/{len(jobs)}] {label}, seed {seed}", flush=True)
+        new = run_plain(name, seed, args) if kind == "plain" else run_duet_family(name, members, seed, args)
+        records += new
         write_json_atomically(results_path, records)
-
-    table = summary_table(records, args.models)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    header = f"# {args.dataset}, suite '{args.suite}'\n\nMachine: {machine}\n\nProtocol: {json.dumps({**PROTOCOL, **SUITES[args.suite]})}\n\n"
-    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as file:
-        file.write(header + table + "\n")
-    print(table)
+    write_report(records, args)
 
 
 if __name__ == "__main__":

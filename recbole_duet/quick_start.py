@@ -34,8 +34,9 @@ def run_experiment(config, saved=True):
     """Run one experiment from a built :class:`Config`; also return the trainer and the training time.
 
     Returns:
-        dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the trained model),
-        ``fit_seconds`` (training plus per-epoch validation) and ``epochs`` (epochs trained).
+        dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the best model),
+        ``data`` (train, valid and test loaders), ``fit_seconds`` (training plus per-epoch validation) and
+        ``epochs`` (epochs trained).
     """
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -69,4 +70,10 @@ def run_experiment(config, saved=True):
         "best_valid_result": best_valid_result,
         "test_result": test_result,
     }
-    return {"result": result, "trainer": trainer, "fit_seconds": fit_seconds, "epochs": len(trainer.train_loss_dict)}
+    return {
+        "result": result,
+        "trainer": trainer,
+        "data": (train_data, valid_data, test_data),
+        "fit_seconds": fit_seconds,
+        "epochs": len(trainer.train_loss_dict),
+    }

@@ -71,6 +71,10 @@ class DUET(DUETBase):
         self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
+    def device_inputs(self, interaction):
+        """What a device uploads, in the argument order of :meth:`generate` and the parameter methods."""
+        return interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+
     def generate(self, item_seq, item_seq_len):
         """Each device's generated layers, from its real-time window of item ids."""
         window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)

@@ -35,6 +35,10 @@ class DUETDIN(DUETBase):
         self._build_generator(config, item_dim, self.head.layer_shapes)
         self.loss = nn.BCEWithLogitsLoss()
 
+    def device_inputs(self, interaction):
+        """What a device uploads, in the argument order of :meth:`generate` and the parameter methods."""
+        return interaction[self.USER_ID], interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+
     def generate(self, user, item_seq, item_seq_len):
         """Each device's generated MLP layers, from its real-time window embedded with DIN's item features."""
         window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
@@ -84,12 +88,7 @@ class DUETDIN(DUETBase):
         return self.head(mlp_input, self.generate(user, item_seq, item_seq_len)), global_logit
 
     def _inputs(self, interaction):
-        return (
-            interaction[self.USER_ID],
-            interaction[self.ITEM_SEQ],
-            interaction[self.ITEM_SEQ_LEN],
-            interaction[self.ITEM_ID],
-        )
+        return (*self.device_inputs(interaction), interaction[self.ITEM_ID])
 
     def personalised_parameters(self, user, item_seq, item_seq_len):
         """The MLP weights a device receives: per layer ``([B, out, in], [B, out])``."""
@@ -113,7 +112,7 @@ class DUETDIN(DUETBase):
         RecBole's fallback for models without this method repeats the whole interaction once per item and
         calls :meth:`predict`, which would re-run the generator for every (device, item) pair.
         """
-        user, item_seq, item_seq_len, _ = self._inputs(interaction)
+        user, item_seq, item_seq_len = self.device_inputs(interaction)
         n_devices = len(user)
         personal_head = self._personal_head(user, item_seq, item_seq_len)
         chunk_size = max(1, self.eval_batch_size // n_devices)
