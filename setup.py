@@ -41,6 +41,7 @@ setup(
     package_dir={"recbole_duet.properties": "properties"},
     package_data={"recbole_duet.properties": ["*.yaml", "*/*.yaml", "*.test"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7"]},
+    # The benchmark harness draws its plots with matplotlib; the tests run the harness.
+    extras_require={"bench": ["matplotlib>=3.7"], "test": ["pytest>=7", "matplotlib>=3.7"]},
     entry_points={"console_scripts": ["recbole-duet=recbole_duet.cli:main"]},
 )

@@ -1,0 +1,80 @@
+"""The benchmark harness on a tiny synthetic dataset: files, schema, resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import TINY_MODEL_CONFIG, write_atomic_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["SASRec", "DUET-SASRec", "Base-SASRec", "Finetune-SASRec"]
+ADAPTATION_KEYS = {"generation_ms_p50", "generation_ms_p99", "devices_per_s", "finetune_ms_per_device", "payload_bytes"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def harness(tmp_path):
+    data_path = write_atomic_dataset(str(tmp_path / "data"))
+    overrides = tmp_path / "tiny.yaml"
+    overrides.write_text(
+        yaml.safe_dump(
+            {
+                **TINY_MODEL_CONFIG,
+                "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+                "MAX_ITEM_LIST_LENGTH": 8,
+                "epochs": 1,
+                "train_batch_size": 64,
+                "finetune_steps": 2,
+                "state": "WARNING",
+            }
+        )
+    )
+    out = tmp_path / "out"
+
+    def run(seeds):
+        command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny"]
+        command += ["--data-path", data_path, "--seeds", str(seeds), "--models", *MODELS]
+        command += ["--config-files", str(overrides), "--out", str(out)]
+        completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return completed.stdout, json.loads((out / "results.json").read_text())
+
+    return run, out
+
+
+def test_harness_writes_results_json_markdown_and_plots(harness):
+    run, out = harness
+    stdout, records = run(seeds=2)
+    assert "4 training runs to do" in stdout  # DUET, Base and Finetune share one training per seed
+    assert sorted((r["model"], r["seed"]) for r in records) == sorted((m, s) for m in MODELS for s in (2020, 2021))
+    for record in records:
+        assert record["dataset"] == "tiny" and record["backbone"] == "SASRec"
+        assert {"ndcg@10", "recall@10"} <= set(record["valid"]) and {"ndcg@10", "recall@10"} <= set(record["test"])
+        assert record["epochs"] == 1 and record["epoch_seconds"] > 0
+        assert record["config"]["MAX_ITEM_LIST_LENGTH"] == 8 and record["config"]["seed"] == record["seed"]
+        if record["model"] in ("DUET-SASRec", "Finetune-SASRec"):
+            assert ADAPTATION_KEYS <= set(record["adaptation"])
+            # two dynamic 16 x 16 layers with biases, fp32
+            assert record["adaptation"]["payload_bytes"] == 2 * (16 * 16 + 16) * 4
+            assert record["adaptation"]["finetune_ms_per_device"] > 0 and record["adaptation"]["devices_per_s"] > 0
+        else:
+            assert "adaptation" not in record
+    markdown = (out / "results.md").read_text()
+    for model in MODELS:
+        assert f"| {model} | 2 | " in markdown
+    assert "NDCG@10 DUET/backbone" in markdown
+    for plot in ("metrics.png", "accuracy_vs_time.png"):
+        assert (out / plot).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_harness_resumes_without_redoing_finished_pairs(harness):
+    run, _ = harness
+    _, first = run(seeds=1)
+    stdout, again = run(seeds=1)
+    assert "0 training runs to do" in stdout and again == first
+    stdout, more = run(seeds=2)
+    assert "2 training runs to do" in stdout
+    assert more[: len(first)] == first and {r["seed"] for r in more[len(first) :]} == {2021}
