@@ -96,6 +96,14 @@ def _isolated_process_state(monkeypatch):
     torch.set_num_threads(1)
 
 
+def assert_device_parameters_equal(alone, together, device, atol=1e-6):
+    """``alone`` holds one device's per-layer ``(weight, bias)``; compare it with row ``device`` of ``together``."""
+    assert len(alone) == len(together)
+    for (weight, bias), (weights, biases) in zip(alone, together):
+        torch.testing.assert_close(weight[0], weights[device], atol=atol, rtol=0)
+        torch.testing.assert_close(bias[0], biases[device], atol=atol, rtol=0)
+
+
 def build_pipeline(config_dict, model="DUET", dataset="tiny"):
     """Config, data loaders and a freshly initialised model, as ``run_recbole_duet`` builds them."""
     from recbole.data import create_dataset, data_preparation

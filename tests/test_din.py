@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import build_pipeline
+from conftest import assert_device_parameters_equal, build_pipeline
 
 from recbole_duet import run_recbole_duet
 from recbole_duet.data import ensure_dataset_files
@@ -55,9 +55,7 @@ def test_generated_mlp_does_not_depend_on_the_rest_of_the_batch(din_config_dict,
         for device in [0, 5, len(user) - 1]:
             rows = slice(device, device + 1)
             alone = model.personalised_parameters(user[rows], item_seq[rows], item_seq_len[rows])
-            for layer, (weight, bias) in enumerate(alone):
-                torch.testing.assert_close(weight[0], together[layer][0][device], atol=1e-6, rtol=0)
-                torch.testing.assert_close(bias[0], together[layer][1][device], atol=1e-6, rtol=0)
+            assert_device_parameters_equal(alone, together, device)
             logit_alone = model.head(mlp_input[rows], model.generate(user[rows], item_seq[rows], item_seq_len[rows]))
             torch.testing.assert_close(logit_alone[0], logits_together[device], atol=1e-6, rtol=0)
 

@@ -1,7 +1,7 @@
 """The on-device fine-tuning baseline (duet_inference: finetune)."""
 
 import torch
-from conftest import build_pipeline
+from conftest import assert_device_parameters_equal, build_pipeline
 
 from recbole_duet import run_recbole_duet
 from recbole_duet.model.finetune import window_training_pairs
@@ -59,9 +59,7 @@ def test_each_device_is_tuned_on_its_own_data_only(tiny_config_dict):
     with torch.no_grad():
         together = model.finetuned_parameters(item_seq, item_seq_len)
         alone = model.finetuned_parameters(item_seq[2:3], item_seq_len[2:3])
-    for layer, (weight, bias) in enumerate(alone):
-        torch.testing.assert_close(weight[0], together[layer][0][2], atol=1e-5, rtol=0)
-        torch.testing.assert_close(bias[0], together[layer][1][2], atol=1e-5, rtol=0)
+    assert_device_parameters_equal(alone, together, 2, atol=1e-5)
 
 
 def test_finetune_inference_runs_through_the_runner_for_every_backbone(tiny_config_dict, din_config_dict):

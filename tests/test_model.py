@@ -3,7 +3,7 @@ parameter counts, the generated-vs-materialised equivalence and the inference sw
 
 import pytest
 import torch
-from conftest import build_pipeline
+from conftest import assert_device_parameters_equal, build_pipeline
 
 from recbole_duet.model.layers import realtime_window
 
@@ -50,11 +50,8 @@ def test_generated_parameters_do_not_depend_on_the_rest_of_the_batch(duet):
         in_other_batch = model.personalised_parameters(item_seq[reordered], item_seq_len[reordered])
         for device in [0, 3, len(item_seq) - 1]:
             alone = model.personalised_parameters(item_seq[device : device + 1], item_seq_len[device : device + 1])
-            position = int((reordered == device).nonzero())
-            for layer, (weight, bias) in enumerate(alone):
-                torch.testing.assert_close(weight[0], in_batch[layer][0][device], atol=1e-6, rtol=0)
-                torch.testing.assert_close(bias[0], in_batch[layer][1][device], atol=1e-6, rtol=0)
-                torch.testing.assert_close(weight[0], in_other_batch[layer][0][position], atol=1e-6, rtol=0)
+            assert_device_parameters_equal(alone, in_batch, device)
+            assert_device_parameters_equal(alone, in_other_batch, int((reordered == device).nonzero()))
 
 
 def test_generated_layers_equal_running_the_materialised_payload(duet):
