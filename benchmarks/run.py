@@ -43,7 +43,7 @@ PROTOCOL = {
     "show_progress": False,
 }
 SUITES = {
-    "quick": {"MAX_ITEM_LIST_LENGTH": 10, "epochs": 8, "stopping_step": 2},
+    "quick": {"MAX_ITEM_LIST_LENGTH": 10, "epochs": 5, "stopping_step": 2},
     "full": {"MAX_ITEM_LIST_LENGTH": 50, "epochs": 300, "stopping_step": 10},
 }
 FIRST_SEED = 2020
