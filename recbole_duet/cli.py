@@ -1,12 +1,16 @@
-"""Command line of ``run_recbole_duet.py`` (also installed as ``recbole-duet``), shaped like RecBole's
-``run_recbole.py``: ``-m/--model``, ``-d/--dataset``, ``--config_files "a.yaml b.yaml"``, the distributed
-flags, and any ``--key=value`` override, which RecBole's Config reads from ``sys.argv`` itself."""
+"""Command lines of ``run_recbole_duet.py`` (installed as ``recbole-duet``) and ``run_hyper.py`` (installed as
+``recbole-duet-hyper``), shaped like RecBole's ``run_recbole.py`` and ``run_hyper.py``: ``-m/--model``,
+``-d/--dataset``, ``--config_files "a.yaml b.yaml"``, and any ``--key=value`` override, which RecBole's Config
+reads from ``sys.argv`` itself."""
 
 import argparse
+import os
 import sys
+from functools import partial
 
+from recbole_duet.config import properties_dir
 from recbole_duet.errors import CheckpointError, ConfigError, DatasetNotFoundError
-from recbole_duet.quick_start import run
+from recbole_duet.quick_start import objective_function, run
 
 USER_ERRORS = (ConfigError, DatasetNotFoundError, CheckpointError)
 
@@ -32,8 +36,42 @@ def build_parser():
     return parser
 
 
+def build_hyper_parser():
+    parser = argparse.ArgumentParser(
+        description="Hyper-parameter search (RecBole's HyperTuning with hyperopt) for DUET or any RecBole model.",
+        epilog="Any other --key=value pair overrides that config key in every trial.",
+    )
+    _add_experiment_arguments(parser)
+    parser.add_argument(
+        "--params_file",
+        default="hyper.test",
+        help="search space, one 'name type values' line per key; a name not found here is looked up among the "
+        "plugin's shipped examples (default: hyper.test)",
+    )
+    parser.add_argument("--output_file", default="hyper_example.result", help="where every trial's results go")
+    parser.add_argument(
+        "--algo",
+        choices=["exhaustive", "random", "bayes"],
+        default="exhaustive",
+        help="exhaustive: every point of a grid of 'choice' keys (default); random / bayes: --max_evals draws",
+    )
+    parser.add_argument("--max_evals", type=int, default=100, help="trials of a random or bayes search")
+    parser.add_argument("--early_stop", type=int, default=10, help="stop after this many trials without progress")
+    return parser
+
+
 def _config_file_list(args):
     return args.config_files.strip().split(" ") if args.config_files else None
+
+
+def _params_file(parser, name):
+    """``name`` as given, or the plugin's shipped example of that name (``properties/hyper.test``)."""
+    if os.path.isfile(name):
+        return name
+    shipped = os.path.join(properties_dir(), os.path.basename(name))
+    if os.path.isfile(shipped):
+        return shipped
+    parser.error(f"--params_file '{name}' does not exist (the plugin ships an example: 'hyper.test')")
 
 
 def main(argv=None):
@@ -51,3 +89,27 @@ def main(argv=None):
         )
     except USER_ERRORS as error:
         sys.exit(f"error: {error}")
+
+
+def hyper_main(argv=None):
+    from recbole_duet.hyper_tuning import HyperTuning  # needs hyperopt: pip install "recbole-duet[hyper]"
+
+    parser = build_hyper_parser()
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    params_file = _params_file(parser, args.params_file)
+    try:
+        tuner = HyperTuning(
+            partial(objective_function, model=args.model, dataset=args.dataset),
+            params_file=params_file,
+            fixed_config_file_list=_config_file_list(args),
+            algo=args.algo,
+            max_evals=args.max_evals,
+            early_stop=args.early_stop,
+        )
+        tuner.run()
+    except USER_ERRORS as error:
+        sys.exit(f"error: {error}")
+    tuner.export_result(output_file=args.output_file)
+    print("best params: ", tuner.best_params)
+    print("best result: ")
+    print(tuner.params2result[tuner.params2str(tuner.best_params)])

@@ -1,6 +1,6 @@
 """RecBole's quick-start functions for the plugin (which must not import recbole.quick_start: that module
-imports ray, which breaks on numpy 2): ``run_recbole_duet`` (RecBole's ``run_recbole``) and ``run`` (one
-process or a distributed run)."""
+imports ray, which breaks on numpy 2): ``run_recbole_duet`` (RecBole's ``run_recbole``), ``run`` (one process
+or a distributed run), ``objective_function`` (one trial of a hyper-parameter search)."""
 
 import os
 import sys
@@ -91,6 +91,22 @@ def run(
 def run_recbole_duets(rank, model, dataset, config_file_list, config_dict, saved, queue):
     """One process of a distributed run (what :func:`run` spawns): :func:`run_recbole_duet` as ``local_rank``."""
     run_recbole_duet(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved, queue)
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True, model=None, dataset=None):
+    r"""RecBole's ``objective_function`` for :class:`recbole_duet.hyper_tuning.HyperTuning`: one trial.
+
+    ``config_dict`` holds the trial's parameters. Each trial logs to a file of its own, as in RecBole.
+
+    Returns:
+        dict: ``model`` and what :func:`run_recbole_duet` returns.
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    logger = getLogger()
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+        handler.close()
+    return {"model": config["model"], **run_experiment(config, saved=saved)["result"]}
 
 
 def _make_output_folders(config):
