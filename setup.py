@@ -22,6 +22,13 @@ INSTALL_REQUIRES = [
     # Config files are yaml; RecBole already needs it, we load our own property files with it.
     "pyyaml>=6.0",
 ]
+HYPER_REQUIRES = [
+    # Hyper-parameter search (run_hyper.py). RecBole 1.2.1 pins hyperopt 0.2.5, whose `import pkg_resources`
+    # fails on setuptools >= 81; 0.3 does not need it and works on numpy 2. From 0.2.7 on hyperopt samples
+    # with numpy's Generator, which RecBole's exhaustive search breaks on: recbole_duet.hyper_tuning replaces
+    # it. <0.4 because the plugin calls hyperopt's internal trial-document helpers for that search.
+    "hyperopt>=0.3,<0.4",
+]
 
 setup(
     name="recbole-duet",
@@ -41,7 +48,13 @@ setup(
     package_dir={"recbole_duet.properties": "properties"},
     package_data={"recbole_duet.properties": ["*.yaml", "*/*.yaml", "*.test"]},
     install_requires=INSTALL_REQUIRES,
-    # The benchmark harness draws its plots with matplotlib; the tests run the harness.
-    extras_require={"bench": ["matplotlib>=3.7"], "test": ["pytest>=7", "matplotlib>=3.7"]},
-    entry_points={"console_scripts": ["recbole-duet=recbole_duet.cli:main"]},
+    extras_require={
+        # The benchmark harness draws its plots with matplotlib; the tests run the harness and a search.
+        "bench": ["matplotlib>=3.7"],
+        "hyper": HYPER_REQUIRES,
+        "test": ["pytest>=7", "matplotlib>=3.7", *HYPER_REQUIRES],
+    },
+    entry_points={
+        "console_scripts": ["recbole-duet=recbole_duet.cli:main", "recbole-duet-hyper=recbole_duet.cli:hyper_main"]
+    },
 )

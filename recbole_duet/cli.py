@@ -1,12 +1,24 @@
-"""Command line of ``run_recbole_duet.py`` (also installed as ``recbole-duet``), shaped like RecBole's
-``run_recbole.py``: ``-m/--model``, ``-d/--dataset``, ``--config_files "a.yaml b.yaml"``, and any
-``--key=value`` override, which RecBole's Config reads from ``sys.argv`` itself."""
+"""Command lines of ``run_recbole_duet.py`` (installed as ``recbole-duet``) and ``run_hyper.py`` (installed as
+``recbole-duet-hyper``), shaped like RecBole's ``run_recbole.py`` and ``run_hyper.py``: ``-m/--model``,
+``-d/--dataset``, ``--config_files "a.yaml b.yaml"``, and any ``--key=value`` override, which RecBole's Config
+reads from ``sys.argv`` itself."""
 
 import argparse
+import os
 import sys
+from functools import partial
 
+from recbole_duet.config import properties_dir
 from recbole_duet.errors import CheckpointError, ConfigError, DatasetNotFoundError
-from recbole_duet.quick_start import run_recbole_duet
+from recbole_duet.quick_start import objective_function, run
+
+USER_ERRORS = (ConfigError, DatasetNotFoundError, CheckpointError)
+
+
+def _add_experiment_arguments(parser):
+    parser.add_argument("--model", "-m", default=None, help="DUET (default) or any RecBole model name")
+    parser.add_argument("--dataset", "-d", default=None, help="dataset name (default: ml-100k)")
+    parser.add_argument("--config_files", default=None, help='space-separated yaml files, e.g. "a.yaml b.yaml"')
 
 
 def build_parser():
@@ -14,16 +26,90 @@ def build_parser():
         description="Train and test DUET (or any RecBole model) with RecBole's data, samplers and evaluator.",
         epilog="Any other --key=value pair overrides that config key, e.g. --backbone=GRU4Rec --epochs=1.",
     )
-    parser.add_argument("--model", "-m", default=None, help="DUET (default) or any RecBole model name")
-    parser.add_argument("--dataset", "-d", default=None, help="dataset name (default: ml-100k)")
-    parser.add_argument("--config_files", default=None, help='space-separated yaml files, e.g. "a.yaml b.yaml"')
+    _add_experiment_arguments(parser)
+    distributed = parser.add_argument_group("distributed training (gloo on CPU, NCCL on GPUs)")
+    distributed.add_argument("--nproc", type=int, default=1, help="number of processes on this machine")
+    distributed.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default: nproc)")
+    distributed.add_argument("--ip", default="localhost", help="address of the machine running rank 0")
+    distributed.add_argument("--port", default="5678", help="free port on the machine running rank 0")
+    distributed.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
     return parser
+
+
+def build_hyper_parser():
+    parser = argparse.ArgumentParser(
+        description="Hyper-parameter search (RecBole's HyperTuning with hyperopt) for DUET or any RecBole model.",
+        epilog="Any other --key=value pair overrides that config key in every trial.",
+    )
+    _add_experiment_arguments(parser)
+    parser.add_argument(
+        "--params_file",
+        default="hyper.test",
+        help="search space, one 'name type values' line per key; a name not found here is looked up among the "
+        "plugin's shipped examples (default: hyper.test)",
+    )
+    parser.add_argument("--output_file", default="hyper_example.result", help="where every trial's results go")
+    parser.add_argument(
+        "--algo",
+        choices=["exhaustive", "random", "bayes"],
+        default="exhaustive",
+        help="exhaustive: every point of a grid of 'choice' keys (default); random / bayes: --max_evals draws",
+    )
+    parser.add_argument("--max_evals", type=int, default=100, help="trials of a random or bayes search")
+    parser.add_argument("--early_stop", type=int, default=10, help="stop after this many trials without progress")
+    return parser
+
+
+def _config_file_list(args):
+    return args.config_files.strip().split(" ") if args.config_files else None
+
+
+def _params_file(parser, name):
+    """``name`` as given, or the plugin's shipped example of that name (``properties/hyper.test``)."""
+    if os.path.isfile(name):
+        return name
+    shipped = os.path.join(properties_dir(), os.path.basename(name))
+    if os.path.isfile(shipped):
+        return shipped
+    parser.error(f"--params_file '{name}' does not exist (the plugin ships an example: 'hyper.test')")
 
 
 def main(argv=None):
     args, _ = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-    config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     try:
-        run_recbole_duet(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
-    except (ConfigError, DatasetNotFoundError, CheckpointError) as error:
+        run(
+            model=args.model,
+            dataset=args.dataset,
+            config_file_list=_config_file_list(args),
+            nproc=args.nproc,
+            world_size=args.world_size,
+            ip=args.ip,
+            port=args.port,
+            group_offset=args.group_offset,
+        )
+    except USER_ERRORS as error:
         sys.exit(f"error: {error}")
+
+
+def hyper_main(argv=None):
+    from recbole_duet.hyper_tuning import HyperTuning  # needs hyperopt: pip install "recbole-duet[hyper]"
+
+    parser = build_hyper_parser()
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    params_file = _params_file(parser, args.params_file)
+    try:
+        tuner = HyperTuning(
+            partial(objective_function, model=args.model, dataset=args.dataset),
+            params_file=params_file,
+            fixed_config_file_list=_config_file_list(args),
+            algo=args.algo,
+            max_evals=args.max_evals,
+            early_stop=args.early_stop,
+        )
+        tuner.run()
+    except USER_ERRORS as error:
+        sys.exit(f"error: {error}")
+    tuner.export_result(output_file=args.output_file)
+    print("best params: ", tuner.best_params)
+    print("best result: ")
+    print(tuner.params2result[tuner.params2str(tuner.best_params)])

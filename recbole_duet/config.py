@@ -14,6 +14,8 @@ What it adds to ``recbole.config.Config``:
 * Sequential models with ``loss_type: CE`` default to no training negatives (RecBole refuses to start
   otherwise, because ``overall.yaml`` asks for one).
 * numpy 2 aliases RecBole still reads are restored (:mod:`recbole_duet.compat`).
+* Distributed runs (``local_rank`` set) use gloo on CPU and NCCL on GPUs, where RecBole 1.2.1 hard-codes NCCL
+  and ``cuda:<local_rank>`` (:mod:`recbole_duet.distributed`).
 """
 
 import os
@@ -23,6 +25,8 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_duet.compat import install_numpy_aliases
+from recbole_duet.distributed import init_process_group, is_rank_zero
+from recbole_duet.errors import ConfigError
 from recbole_duet.model import DUETBase, duet_class
 from recbole_duet.model.settings import validate_duet_settings
 
@@ -103,3 +107,23 @@ class Config(RecBoleConfig):
         user_copy = os.path.join(requested_data_path, self.dataset)
         if self.dataset == DEFAULT_DATASET and os.path.isfile(os.path.join(user_copy, f"{self.dataset}.inter")):
             self.final_config_dict["data_path"] = user_copy
+
+    def _init_device(self):
+        """RecBole's single-process device set-up, then, for a process of a distributed run, its process group.
+
+        RecBole's own distributed branch asserts one GPU per process, starts NCCL and moves to
+        ``cuda:<local_rank>`` even on a CPU-only machine; ours keeps the device RecBole picks for one process
+        (``cpu`` without a GPU or with ``gpu_id: ''``) and chooses the backend from it.
+        """
+        local_rank = self.final_config_dict.pop("local_rank", None)
+        super()._init_device()
+        use_cuda = self.final_config_dict["device"].type == "cuda"
+        gpu_id, nproc = self.final_config_dict["gpu_id"], self.final_config_dict.get("nproc") or 1
+        if use_cuda and nproc > len(gpu_id.split(",")):
+            raise ConfigError("gpu_id", gpu_id, f"one GPU id per process (nproc={nproc}), or '' to train on CPU")
+        if local_rank is None:
+            return
+        self.final_config_dict.update(local_rank=local_rank, single_spec=False)
+        self.final_config_dict["device"] = init_process_group(self.final_config_dict, use_cuda)
+        if not is_rank_zero(self.final_config_dict):
+            self.final_config_dict.update(state="error", show_progress=False, verbose=False)

@@ -4,6 +4,9 @@ RecBole downloads a missing, known dataset (ml-1m, ...) from inside ``Dataset._l
 ``torch.distributed.barrier()`` even in a single-process run and, without internet, ends in a urllib
 traceback. We fetch known datasets here instead, and otherwise stop at once with an error that says which
 files to put where.
+
+A process of a distributed run never downloads: :func:`recbole_duet.quick_start.run` fetches the files once on
+each machine before it starts the processes, so several ranks never write the same files at once.
 """
 
 import os
@@ -101,6 +104,12 @@ def _ensure_inter_file(config):
     url = known_dataset_url(dataset)
     if url is None:
         raise DatasetNotFoundError(f"'{inter_file}' does not exist. " + _expected_files_message(dataset, data_path))
+    if not config["single_spec"]:
+        raise DatasetNotFoundError(
+            f"'{inter_file}' does not exist, and the processes of a distributed run do not download: start the run "
+            "with recbole_duet.quick_start.run or the command line, which fetch it before starting them. "
+            + _expected_files_message(dataset, data_path)
+        )
     try:
         _download(dataset, url, data_path)
     except (OSError, RuntimeError) as error:

@@ -1,10 +1,15 @@
-"""``run_recbole_duet``: RecBole's ``run_recbole`` for the plugin (which must not import recbole.quick_start:
-that module imports ray, which breaks on numpy 2)."""
+"""RecBole's quick-start functions for the plugin (which must not import recbole.quick_start: that module
+imports ray, which breaks on numpy 2): ``run_recbole_duet`` (RecBole's ``run_recbole``), ``run`` (one process
+or a distributed run), ``objective_function`` (one trial of a hyper-parameter search)."""
 
+import os
 import sys
 import time
 from logging import getLogger
 
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
@@ -13,8 +18,11 @@ from recbole_duet.data import ensure_dataset_files
 from recbole_duet.trainer import get_trainer
 
 
-def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
     r"""Train, early-stop on the validation set, reload the best checkpoint and test one model.
+
+    With ``local_rank`` (and RecBole's ``world_size``, ``ip``, ``port``, ``offset``) in the config this is one
+    process of a distributed run, as :func:`run` starts them.
 
     Args:
         model (str or class, optional): ``"DUET"`` (default) or any RecBole model name.
@@ -22,12 +30,98 @@ def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dic
         config_file_list (list of str, optional): yaml files with config overrides.
         config_dict (dict, optional): config overrides (command-line ``--key=value`` pairs win over it).
         saved (bool): whether to checkpoint the best model and test that checkpoint.
+        queue (SimpleQueue, optional): where a distributed run's process with ``local_rank`` 0 puts the result.
 
     Returns:
         dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and ``test_result``.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    return run_experiment(config, saved=saved)["result"]
+    result = run_experiment(config, saved=saved)["result"]
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def run(
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    nproc=1,
+    world_size=-1,
+    ip="localhost",
+    port="5678",
+    group_offset=0,
+):
+    r"""RecBole's ``run``: :func:`run_recbole_duet` in this process, or ``nproc`` processes of a distributed run.
+
+    A run is distributed when ``nproc > 1`` or ``world_size > 0``. This machine starts ``nproc`` processes with
+    ranks ``group_offset`` to ``group_offset + nproc - 1`` of ``world_size`` (default ``nproc``), which meet at
+    ``tcp://ip:port``; on several machines, start it on each with its own ``group_offset``. Before starting
+    them, the config is checked (bad keys fail here, not in every process) and the dataset fetched.
+
+    Returns:
+        dict: as :func:`run_recbole_duet`, from this machine's process with ``local_rank`` 0.
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_duet(model, dataset, config_file_list, config_dict, saved)
+    config_dict = {
+        **(config_dict or {}),
+        "world_size": world_size if world_size > 0 else nproc,
+        "ip": ip,
+        "port": port,
+        "nproc": nproc,
+        "offset": group_offset,
+    }
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    ensure_dataset_files(config)
+    # A spawn-context queue: see https://discuss.pytorch.org/t/return-from-mp-spawn/94302/2
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(
+        run_recbole_duets,
+        args=(model, dataset, config_file_list, config_dict, saved, queue),
+        nprocs=nproc,
+        join=True,
+    )
+    return None if queue.empty() else queue.get()
+
+
+def run_recbole_duets(rank, model, dataset, config_file_list, config_dict, saved, queue):
+    """One process of a distributed run (what :func:`run` spawns): :func:`run_recbole_duet` as ``local_rank``.
+
+    Unless ``OMP_NUM_THREADS`` is set, the processes share the machine's cores out (torchrun sets one thread
+    each): with torch's default of a thread per core in every process, their OpenMP threads wait on each other
+    and a 2-process epoch on 2 busy cores took over 20 times as long as with one thread each.
+    """
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, torch.get_num_threads() // config_dict["nproc"]))
+    run_recbole_duet(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved, queue)
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True, model=None, dataset=None):
+    r"""RecBole's ``objective_function`` for :class:`recbole_duet.hyper_tuning.HyperTuning`: one trial.
+
+    ``config_dict`` holds the trial's parameters. Each trial logs to a file of its own, as in RecBole.
+
+    Returns:
+        dict: ``model`` and what :func:`run_recbole_duet` returns.
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    logger = getLogger()
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+        handler.close()
+    return {"model": config["model"], **run_experiment(config, saved=saved)["result"]}
+
+
+def _make_output_folders(config):
+    """Create the folders RecBole writes logs and checkpoints to: its ``ensure_dir`` checks, then creates, so the
+    processes of a distributed run, starting together, race on it and one dies with FileExistsError."""
+    for folder in (os.path.join("log", config["model"]), config["checkpoint_dir"]):
+        os.makedirs(folder, exist_ok=True)
 
 
 def run_experiment(config, saved=True):
@@ -39,6 +133,7 @@ def run_experiment(config, saved=True):
         ``epochs`` (epochs trained).
     """
     init_seed(config["seed"], config["reproducibility"])
+    _make_output_folders(config)
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)

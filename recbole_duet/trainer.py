@@ -1,7 +1,15 @@
-"""RecBole trainers with safe, atomic checkpoints (see :mod:`recbole_duet.checkpoint`).
+"""RecBole trainers with safe, atomic checkpoints and distributed training on CPUs as well as GPUs.
 
-Any RecBole trainer that uses the standard ``Trainer`` checkpoint logic gets the safe version through
-:func:`get_trainer`; trainers with their own checkpoint scheme (decision trees, ...) are returned unchanged.
+:func:`get_trainer` returns RecBole's trainer class for a model with two mixins:
+
+* :class:`DistributedMixin` (every ``Trainer``): RecBole's ``AbstractTrainer`` converts batch norm to
+  ``SyncBatchNorm`` and wraps the model in ``DistributedDataParallel(device_ids=[local_rank])``, both of which
+  fail on CPU; the mixin wraps it for the run's device instead (:func:`recbole_duet.distributed.distributed_model`).
+  Gradient synchronisation is RecBole's: every step adds ``sync_grad_loss`` (zero times every parameter) so
+  each parameter, the generator's included, gets a gradient on every rank and DDP can average them.
+* :class:`SafeCheckpointMixin` (trainers using ``Trainer``'s own checkpoint logic; decision trees and others
+  keep theirs): checkpoints from :mod:`recbole_duet.checkpoint`, written by rank 0 only; in a distributed run
+  rank 0 reads them and hands them to the other ranks, which may sit on machines without the file.
 """
 
 import json
@@ -12,6 +20,24 @@ from recbole.utils import set_color
 from torch import nn
 
 from recbole_duet.checkpoint import config_to_json, load_checkpoint, save_checkpoint
+from recbole_duet.distributed import distributed_model, from_rank_zero, is_rank_zero
+from recbole_duet.errors import CheckpointError
+
+
+class DistributedMixin:
+    """Wraps the model for ``DistributedDataParallel`` on the run's device, CPU or GPU."""
+
+    def __init__(self, config, model):
+        if config["single_spec"]:
+            super().__init__(config, model)
+            return
+        # AbstractTrainer.__init__ wraps the model for a GPU whenever single_spec is off: hide it from it.
+        config["single_spec"] = True
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = False
+        self.model, self.distributed_model = distributed_model(self.model, config)
 
 
 def plain_other_parameters(model):
@@ -28,7 +54,7 @@ class SafeCheckpointMixin:
     """Replaces the three places where ``Trainer`` pickles or unpickles checkpoints."""
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if not is_rank_zero(self.config):
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {
@@ -44,8 +70,13 @@ class SafeCheckpointMixin:
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def _read_checkpoint(self, checkpoint_file):
+        if self.config["single_spec"]:
+            return load_checkpoint(checkpoint_file, map_location=self.device)
+        return from_rank_zero(lambda: load_checkpoint(checkpoint_file, map_location="cpu"), CheckpointError)
+
     def _load_model_state(self, checkpoint_file):
-        checkpoint = load_checkpoint(checkpoint_file, map_location=self.device)
+        checkpoint = self._read_checkpoint(checkpoint_file)
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         return checkpoint
@@ -75,8 +106,12 @@ class SafeCheckpointMixin:
 
 
 def get_trainer(model_type, model_name):
-    """RecBole's trainer class for this model, with safe checkpoints where it uses Trainer's own."""
+    """RecBole's trainer class for this model, able to train distributed on CPU, with safe checkpoints where
+    it uses Trainer's own."""
     trainer_class = get_recbole_trainer(model_type, model_name)
-    if not issubclass(trainer_class, Trainer) or trainer_class._save_checkpoint is not Trainer._save_checkpoint:
+    if not issubclass(trainer_class, Trainer):
         return trainer_class
-    return type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})
+    mixins = (DistributedMixin,)
+    if trainer_class._save_checkpoint is Trainer._save_checkpoint:
+        mixins = (SafeCheckpointMixin, *mixins)
+    return type(trainer_class.__name__, (*mixins, trainer_class), {})
