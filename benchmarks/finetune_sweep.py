@@ -1,0 +1,69 @@
+"""How strong is the fine-tuning baseline? Re-score one trained DUET checkpoint with several settings.
+
+    python benchmarks/finetune_sweep.py --checkpoint saved/DUET-....pth --lrs 0.003 0.01 0.03 0.1 \\
+        --steps 10 --out benchmarks/results/finetune-sweep-sasrec
+
+The checkpoint's own config (dataset, split, seed, backbone) rebuilds the data and the model; each
+(``finetune_lr``, ``finetune_steps``) pair is evaluated on the validation and test sets with
+``duet_inference: finetune``, next to the checkpoint's ``global`` and ``generated`` scores. Choose the
+setting on validation, not test.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recbole.data import create_dataset, data_preparation  # noqa: E402
+from recbole.utils import init_seed  # noqa: E402
+
+from recbole_duet.checkpoint import load_checkpoint  # noqa: E402
+from recbole_duet.config import Config  # noqa: E402
+from recbole_duet.trainer import get_trainer  # noqa: E402
+
+REBUILD_KEYS = ("backbone", "seed", "MAX_ITEM_LIST_LENGTH", "eval_args", "metrics", "topk", "valid_metric", "eval_batch_size", "data_path")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1])
+    parser.add_argument("--steps", type=int, nargs="+", default=[10])
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    saved = json.loads(checkpoint["config"])
+    config_dict = {key: saved[key] for key in REBUILD_KEYS if key in saved}
+    config_dict["data_path"] = os.path.dirname(saved["data_path"].rstrip("/"))
+    config_dict["state"] = "WARNING"
+    config = Config(model="DUET", dataset=saved["dataset"], config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    model = config.model_class(config, train_data._dataset)
+    model.load_state_dict(checkpoint["state_dict"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+    rows = []
+    settings = [("generated", None, None), ("global", None, None)]
+    settings += [("finetune", lr, steps) for steps in args.steps for lr in args.lrs]
+    for inference, lr, steps in settings:
+        model.inference = inference
+        if lr is not None:
+            model.finetune_lr, model.finetune_steps = lr, steps
+        valid = trainer.evaluate(valid_data, load_best_model=False)
+        test = trainer.evaluate(test_data, load_best_model=False)
+        rows.append({"inference": inference, "finetune_lr": lr, "finetune_steps": steps,
+                     "valid": {k: float(v) for k, v in valid.items()}, "test": {k: float(v) for k, v in test.items()}})
+        print(f"| {inference} | {lr} | {steps} | {float(valid['ndcg@10']):.4f} | {float(test['ndcg@10']):.4f} |", flush=True)
+
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as file:
+        json.dump({"checkpoint": os.path.basename(args.checkpoint), "backbone": saved["backbone"], "seed": saved["seed"], "rows": rows}, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
