@@ -23,10 +23,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
 
 from recbole_duet.config import Config  # noqa: E402
+from recbole_duet.quick_start import prepare_experiment  # noqa: E402
 from recbole_duet.trainer import get_trainer  # noqa: E402
 
 
@@ -65,9 +64,8 @@ def main():
         "state": "WARNING",
     }
     config = Config(model="DUET", dataset=args.dataset, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, _, test_data = data_preparation(config, create_dataset(config))
-    model = config.model_class(config, train_data._dataset).eval()
+    _, (_, _, test_data), model = prepare_experiment(config)
+    model.eval()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.item_tensor = test_data._dataset.get_item_feature()
     trainer.tot_item_num = test_data._dataset.item_num

@@ -16,11 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
 
 from recbole_duet.checkpoint import load_checkpoint  # noqa: E402
 from recbole_duet.config import Config  # noqa: E402
+from recbole_duet.quick_start import prepare_experiment  # noqa: E402
 from recbole_duet.trainer import get_trainer  # noqa: E402
 
 REBUILD_KEYS = ("backbone", "seed", "MAX_ITEM_LIST_LENGTH", "eval_args", "metrics", "topk", "valid_metric", "eval_batch_size", "data_path")
@@ -41,9 +40,7 @@ def main():
     config_dict["data_path"] = os.path.dirname(saved["data_path"].rstrip("/"))
     config_dict["state"] = "WARNING"
     config = Config(model="DUET", dataset=saved["dataset"], config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
-    model = config.model_class(config, train_data._dataset)
+    _, (_, valid_data, test_data), model = prepare_experiment(config)
     model.load_state_dict(checkpoint["state_dict"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 

@@ -124,6 +124,21 @@ def _make_output_folders(config):
         os.makedirs(folder, exist_ok=True)
 
 
+def prepare_experiment(config):
+    """RecBole's data pipeline for ``config`` and a freshly initialised model, seeded as RecBole seeds them.
+
+    Returns:
+        tuple: the filtered dataset, its (train, valid, test) loaders, and the model on ``config['device']``.
+    """
+    init_seed(config["seed"], config["reproducibility"])
+    ensure_dataset_files(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
+    return dataset, (train_data, valid_data, test_data), model
+
+
 def run_experiment(config, saved=True):
     """Run one experiment from a built :class:`Config`; also return the trainer and the training time.
 
@@ -132,20 +147,14 @@ def run_experiment(config, saved=True):
         ``data`` (train, valid and test loaders), ``fit_seconds`` (training plus per-epoch validation) and
         ``epochs`` (epochs trained).
     """
-    init_seed(config["seed"], config["reproducibility"])
     _make_output_folders(config)
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
 
-    ensure_dataset_files(config)
-    dataset = create_dataset(config)
+    dataset, (train_data, valid_data, test_data), model = prepare_experiment(config)
     logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

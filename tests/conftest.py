@@ -106,14 +106,9 @@ def assert_device_parameters_equal(alone, together, device, atol=1e-6):
 
 def build_pipeline(config_dict, model="DUET", dataset="tiny"):
     """Config, data loaders and a freshly initialised model, as ``run_recbole_duet`` builds them."""
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
-
     from recbole_duet.config import Config
+    from recbole_duet.quick_start import prepare_experiment
 
     config = Config(model=model, dataset=dataset, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset)
-    return config, (train_data, valid_data, test_data), model
+    _, loaders, model = prepare_experiment(config)
+    return config, loaders, model
