@@ -14,6 +14,10 @@ What it adds to ``recbole.config.Config``:
 * Sequential models with ``loss_type: CE`` default to no training negatives (RecBole refuses to start
   otherwise, because ``overall.yaml`` asks for one).
 * numpy 2 aliases RecBole still reads are restored (:mod:`recbole_duet.compat`).
+* ``detect_anomaly`` (default ``False``, every model): importing RecBole's sequential models switches autograd's
+  anomaly mode on for the whole process (``sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at import),
+  which slows every training step by up to half; :func:`recbole_duet.quick_start.prepare_experiment` sets the
+  mode from this key instead.
 * Distributed runs (``local_rank`` set) use gloo on CPU and NCCL on GPUs, where RecBole 1.2.1 hard-codes NCCL
   and ``cuda:<local_rank>`` (:mod:`recbole_duet.distributed`).
 """
@@ -34,6 +38,8 @@ DEFAULT_MODEL = "DUET"
 DEFAULT_DATASET = "ml-100k"
 # RecBole loads these quick-start files for a model named DIN; DUET(DIN) gets the same protocol.
 DIN_QUICK_START = ("sequential_DIN.yaml", "sequential_DIN_on_{dataset}.yaml")
+# Keys the plugin adds for every model (RecBole's or DUET), below every yaml and command-line value.
+PLUGIN_DEFAULTS = {"detect_anomaly": False}
 
 
 def properties_dir():
@@ -74,6 +80,7 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        self.internal_config_dict.update(PLUGIN_DEFAULTS)
         if issubclass(model_class, DUETBase):
             self._load_duet_defaults(dataset)
         dataset_config = self._load_yaml_if_present(properties_dir(), "dataset", f"{dataset}.yaml")
@@ -93,6 +100,8 @@ class Config(RecBoleConfig):
 
     def _get_final_config_dict(self):
         final_config_dict = super()._get_final_config_dict()
+        if not isinstance(final_config_dict["detect_anomaly"], bool):
+            raise ConfigError("detect_anomaly", final_config_dict["detect_anomaly"], "true or false")
         if (
             final_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL
             and final_config_dict.get("loss_type") == "CE"

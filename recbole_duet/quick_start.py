@@ -127,9 +127,13 @@ def _make_output_folders(config):
 def prepare_experiment(config):
     """RecBole's data pipeline for ``config`` and a freshly initialised model, seeded as RecBole seeds them.
 
+    It also sets autograd's anomaly mode from ``detect_anomaly`` (off unless asked for): RecBole switches it on
+    for the whole process when its sequential models are imported, and it slows training by up to half.
+
     Returns:
         tuple: the filtered dataset, its (train, valid, test) loaders, and the model on ``config['device']``.
     """
+    torch.autograd.set_detect_anomaly(config["detect_anomaly"])
     init_seed(config["seed"], config["reproducibility"])
     ensure_dataset_files(config)
     dataset = create_dataset(config)
