@@ -19,7 +19,7 @@ next-item version for SASRec and GRU4Rec, :class:`recbole_duet.model.duet_din.DU
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 
-from recbole_duet.model.backbones import build_backbone
+from recbole_duet.model.backbones import SequenceStatesTap, build_backbone
 from recbole_duet.model.finetune import finetune_per_device, mean_over_pairs, window_training_pairs
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
 from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
@@ -29,7 +29,7 @@ class DUETBase(SequentialRecommender):
     """The backbone-independent half of DUET: the real-time window settings, PPG and SWA.
 
     Subclasses build ``self.backbone`` and their head (whose ``layer_shapes`` lists the dynamic layers),
-    then call :meth:`_build_generator` with the size of the window's item embeddings.
+    then call :meth:`_build_generator` with the size of a window slot's vector.
     """
 
     def __init__(self, config, dataset):
@@ -41,16 +41,18 @@ class DUETBase(SequentialRecommender):
         self.finetune_lr = config["finetune_lr"]
         self.backbone = build_backbone(config, dataset)
 
-    def _build_generator(self, config, item_dim, layer_shapes):
+    def _build_generator(self, config, input_dim, layer_shapes):
         hidden_size = config["generator_hidden_size"]
-        self.generator = ParameterGenerator(item_dim, layer_shapes, hidden_size, config["generator_rank"])
+        self.generator = ParameterGenerator(
+            input_dim, layer_shapes, hidden_size, config["generator_rank"], config["generator_input"]
+        )
         out_dims = [out_dim for out_dim, _ in layer_shapes]
-        self.stabilizer = StableWeightAdapter(item_dim, out_dims, hidden_size) if config["stabilizer"] else None
+        self.stabilizer = StableWeightAdapter(input_dim, out_dims, hidden_size) if config["stabilizer"] else None
 
-    def _generate(self, window_emb, window_len):
-        """Cloud side of DUET: embedded real-time windows -> one :class:`GeneratedLayer` per dynamic layer."""
-        updates = self.generator(window_emb, window_len)
-        gates = self.stabilizer(window_emb, window_len) if self.stabilizer is not None else [None] * len(updates)
+    def _generate(self, window, window_len):
+        """Cloud side of DUET: real-time windows ``[B, W, d]`` -> one :class:`GeneratedLayer` per dynamic layer."""
+        updates = self.generator(window, window_len)
+        gates = self.stabilizer(window, window_len) if self.stabilizer is not None else [None] * len(updates)
         return [GeneratedLayer(weight, bias, gate) for (weight, bias), gate in zip(updates, gates)]
 
     def _finetune(self, global_layers, n_devices, device_losses):
@@ -61,13 +63,15 @@ class DUET(DUETBase):
     r"""DUET on a RecBole next-item backbone (``backbone: SASRec | GRU4Rec``).
 
     The dynamic layers sit between the backbone's user representation and the item table; scoring and the
-    CE/BPR loss are the backbone's own.
+    CE/BPR loss are the backbone's own. The generator reads the real-time window's item embeddings
+    (``generator_input: window``) or the backbone's own hidden states at the window's positions (``backbone``).
     """
 
     def __init__(self, config, dataset):
         super(DUET, self).__init__(config, dataset)
         self.loss_type = config["loss_type"]
         dim = self.backbone.item_embedding.embedding_dim
+        self.states_tap = SequenceStatesTap(self.backbone) if config["generator_input"] == "backbone" else None
         self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
@@ -75,10 +79,19 @@ class DUET(DUETBase):
         """What a device uploads, in the argument order of :meth:`generate` and the parameter methods."""
         return interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
 
-    def generate(self, item_seq, item_seq_len):
-        """Each device's generated layers, from its real-time window of item ids."""
-        window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
-        return self._generate(self.backbone.item_embedding(window), window_len)
+    def represent(self, item_seq, item_seq_len):
+        """The backbone's user vectors ``[B, D]`` and, when the generator reads them, its states ``[B, L, D]``."""
+        representation = self.backbone(item_seq, item_seq_len)
+        return representation, (self.states_tap.pop() if self.states_tap is not None else None)
+
+    def generate(self, item_seq, item_seq_len, states=None):
+        """Each device's generated layers, from its real-time window (``states``: from :meth:`represent`)."""
+        if self.states_tap is None:
+            window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
+            return self._generate(self.backbone.item_embedding(window), window_len)
+        if states is None:
+            _, states = self.represent(item_seq, item_seq_len)
+        return self._generate(*realtime_window(states, item_seq_len, self.realtime_window_size))
 
     def personalised_parameters(self, item_seq, item_seq_len):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""
@@ -102,13 +115,13 @@ class DUET(DUETBase):
 
     def forward(self, item_seq, item_seq_len):
         """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers."""
-        representation = self.backbone(item_seq, item_seq_len)
+        representation, states = self.represent(item_seq, item_seq_len)
         if self.inference == "global":
             return self.classifier(representation)
         if self.inference == "finetune":
             parameters = self.finetuned_parameters(item_seq, item_seq_len)
             return self.classifier.forward_with_parameters(representation, parameters)
-        return self.classifier(representation, self.generate(item_seq, item_seq_len))
+        return self.classifier(representation, self.generate(item_seq, item_seq_len, states))
 
     def _recommendation_loss(self, user_vector, interaction):
         """The backbone's own loss (CE over all items, or BPR on the sampled negative)."""
@@ -125,8 +138,8 @@ class DUET(DUETBase):
         """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately."""
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        representation = self.backbone(item_seq, item_seq_len)
-        generated = self.generate(item_seq, item_seq_len)
+        representation, states = self.represent(item_seq, item_seq_len)
+        generated = self.generate(item_seq, item_seq_len, states)
         loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
         loss_umn = self._recommendation_loss(self.classifier(representation), interaction)
         return loss_ppg, self.umn_weight * loss_umn

@@ -9,6 +9,9 @@ from recbole_duet.model.backbones import BACKBONE_CLASSES
 SUPPORTED_BACKBONES = tuple(BACKBONE_CLASSES)
 INFERENCE_MODES = ("generated", "global", "finetune")
 ACTIVATIONS = ("tanh", "relu", "gelu", "none")
+GENERATOR_INPUTS = ("window", "backbone")
+# Backbones whose forward reads its user vector from per-position states (see SequenceStatesTap).
+STATE_BACKBONES = ("SASRec", "GRU4Rec")
 
 
 def _one_of(choices):
@@ -46,6 +49,7 @@ DUET_KEYS = {
     "realtime_window": _integer_at_least(1),
     "generator_hidden_size": _integer_at_least(1),
     "generator_rank": _integer_at_least(0),
+    "generator_input": _one_of(GENERATOR_INPUTS),
     "stabilizer": _boolean(),
     "umn_weight": _non_negative_number(),
     "duet_inference": _one_of(INFERENCE_MODES),
@@ -61,3 +65,7 @@ def validate_duet_settings(settings):
         value = settings.get(key)
         if not is_valid(value):
             raise ConfigError(key, value, expected)
+    if settings["generator_input"] == "backbone" and settings["backbone"] not in STATE_BACKBONES:
+        raise ConfigError(
+            "generator_input", "backbone", f"'window' with backbone {settings['backbone']} (it has no per-position states)"
+        )
