@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from conftest import TINY_MODEL_CONFIG, write_atomic_dataset
@@ -34,10 +35,10 @@ def harness(tmp_path):
     )
     out = tmp_path / "out"
 
-    def run(seeds):
+    def run(seeds, models=MODELS, extra=()):
         command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny"]
-        command += ["--data-path", data_path, "--seeds", str(seeds), "--models", *MODELS]
-        command += ["--config-files", str(overrides), "--out", str(out)]
+        command += ["--data-path", data_path, "--seeds", str(seeds), "--models", *models]
+        command += ["--config-files", str(overrides), "--out", str(out), *extra]
         completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert completed.returncode == 0, completed.stderr[-3000:]
         return completed.stdout, json.loads((out / "results.json").read_text())
@@ -78,3 +79,33 @@ def test_harness_resumes_without_redoing_finished_pairs(harness):
     stdout, more = run(seeds=2)
     assert "2 training runs to do" in stdout
     assert more[: len(first)] == first and {r["seed"] for r in more[len(first) :]} == {2021}
+
+
+def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
+    run, out = harness
+    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "Layers-SASRec"]
+    stdout, records = run(seeds=2, models=models, extra=["--lr-grid", "0.0001", "0.01"])
+    assert "9 training runs to do" in stdout  # 3 trainings x 2 rates on the first seed, 3 on the second
+    first_seed = [r for r in records if r["seed"] == 2020]
+    assert sorted((r["model"], r["learning_rate"]) for r in first_seed) == sorted(
+        (m, lr) for m in models for lr in (0.0001, 0.01)
+    )
+    for model in models:
+        decider = "DUET-SASRec" if model == "Base-SASRec" else model
+        candidates = [r for r in first_seed if r["model"] == decider]
+        best = max(candidates, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]
+        (later,) = [r for r in records if r["seed"] == 2021 and r["model"] == model]
+        assert later["learning_rate"] == best and later["config"]["learning_rate"] == best
+    for record in records:
+        assert record["wall_seconds"] > record["epoch_seconds"] > 0 and record["stopped_early"] is False
+        with np.load(out / record["per_user_file"]) as per_user:
+            assert len(per_user["users"]) == len(set(per_user["users"])) == 30  # every tiny user, once
+            for metric in ("ndcg@10", "recall@10"):
+                assert abs(per_user[metric].mean() - record["test"][metric]) < 1e-4  # RecBole rounds to 4 places
+    layers = [r for r in records if r["model"] == "Layers-SASRec"]
+    assert all(r["config"]["duet_inference"] == "global" and "adaptation" not in r for r in layers)
+    markdown = (out / "results.md").read_text()
+    for second in ("SASRec", "Base-SASRec", "Layers-SASRec"):
+        assert f"| DUET-SASRec | {second} | ndcg@10 | " in markdown
+    assert (out / "paired_ci.png").read_bytes()[:8] == PNG_MAGIC
+    assert "| SASRec | 2 | " in markdown  # one record per seed: the chosen rate's

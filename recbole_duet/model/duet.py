@@ -135,13 +135,19 @@ class DUET(DUETBase):
         return self.backbone.loss_fct(logits, pos_items)
 
     def calculate_loss(self, interaction):
-        """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately."""
+        """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately.
+
+        With ``duet_inference: global`` the model is the UMN alone (the backbone with its dynamic layers as
+        ordinary global layers), so only ``L_umn`` is trained and the generator is never run.
+        """
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         representation, states = self.represent(item_seq, item_seq_len)
+        loss_umn = self._recommendation_loss(self.classifier(representation), interaction)
+        if self.inference == "global":
+            return loss_umn
         generated = self.generate(item_seq, item_seq_len, states)
         loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
-        loss_umn = self._recommendation_loss(self.classifier(representation), interaction)
         return loss_ppg, self.umn_weight * loss_umn
 
     def predict(self, interaction):

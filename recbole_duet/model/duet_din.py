@@ -95,8 +95,12 @@ class DUETDIN(DUETBase):
         return self.head.personalised_parameters(self.generate(user, item_seq, item_seq_len))
 
     def calculate_loss(self, interaction):
-        """Return ``(L_ppg, umn_weight * L_umn)`` (BCE on DIN's click labels)."""
+        """Return ``(L_ppg, umn_weight * L_umn)`` (BCE on DIN's click labels); ``L_umn`` alone with
+        ``duet_inference: global``, where the model is DIN itself and the generator is never run."""
         label = interaction[self.LABEL_FIELD]
+        if self.inference == "global":
+            global_logit, _ = self.tap(*self._inputs(interaction))
+            return self.loss(global_logit, label)
         generated_logit, global_logit = self._logits(*self._inputs(interaction))
         return self.loss(generated_logit, label), self.umn_weight * self.loss(global_logit, label)
 
