@@ -9,13 +9,13 @@ REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
 
 
 PAIRED_METRICS = ["ndcg@10", "recall@10"]
-COMPARATORS = ["{backbone}", "Base-{backbone}", "Layers-{backbone}", "Finetune-{backbone}"]
+COMPARATORS = ["{backbone}", "Base-{backbone}", "Layers-{backbone}", "Finetune-{backbone}", "FinetuneAll-{backbone}"]
 
 
 def _decider(record):
     """The model whose validation chooses this record's learning rate: DUET-X for its whole family."""
     family, _, backbone = record["model"].partition("-")
-    return f"DUET-{backbone}" if family in ("DUET", "Base", "Finetune") and backbone else record["model"]
+    return f"DUET-{backbone}" if family in ("DUET", "Base", "Finetune", "FinetuneAll") and backbone else record["model"]
 
 
 def selected_records(records):
@@ -110,7 +110,10 @@ def summary_table(records, models):
 
 
 def adaptation_ms(record):
-    """A device's wait: generation p50 for DUET, tuning time for Finetune, nothing for the others."""
+    """A device's wait: generation p50 for DUET, tuning time for Finetune, tuning and scoring time for
+    FinetuneAll (its test pass per user), nothing for the others."""
+    if record["model"].startswith("FinetuneAll-"):
+        return record.get("test_ms_per_user")
     adaptation = record.get("adaptation")
     if adaptation is None:
         return None

@@ -5,9 +5,10 @@
         --out benchmarks/results/ml-100k-quick
 
 Model names: any RecBole model (trained as RecBole would); ``DUET-<backbone>`` (``model: DUET``);
-``Base-<backbone>`` and ``Finetune-<backbone>``: the same trained DUET model scored with its global
-(UMN) layers, or with each device fine-tuning them on its own window (``duet_inference: global`` /
-``finetune``) -- one DUET training serves the three rows; ``Layers-<backbone>``: the backbone with the same
+``Base-<backbone>``, ``Finetune-<backbone>`` and ``FinetuneAll-<backbone>``: the same trained DUET model
+scored with its global (UMN) layers, with each device fine-tuning them on its own window, or fine-tuning every
+backbone parameter too (``duet_inference: global`` / ``finetune``, ``finetune_scope: dynamic`` / ``all``) --
+one DUET training serves these rows; ``Layers-<backbone>``: the backbone with the same
 extra (dynamic) layers trained as ordinary global layers, without a generator (its own training). Every
 model gets the same data, split (LS valid_and_test, time-ordered), evaluation, budget and early stopping
 (on valid NDCG@10); DUET's best checkpoint is chosen with its generated layers.
@@ -61,8 +62,13 @@ SUITES = {
 }
 SUITE_LR_GRIDS = {"standard": [0.001, 0.003]}
 FIRST_SEED = 2020
-# Members of a DUET family share one training; each is scored with its own duet_inference.
-DUET_FAMILY = {"DUET": "generated", "Base": "global", "Finetune": "finetune"}
+# Members of a DUET family share one training; each is scored with its own inference settings.
+DUET_FAMILY = {
+    "DUET": {"inference": "generated"},
+    "Base": {"inference": "global"},
+    "Finetune": {"inference": "finetune", "finetune_scope": "dynamic"},
+    "FinetuneAll": {"inference": "finetune", "finetune_scope": "all"},
+}
 LAYERS_FAMILY = "Layers"  # trained on its own, with duet_inference: global (no generator)
 
 
@@ -95,7 +101,9 @@ class Harness:
 
     def record(self, name, backbone, seed, config_dict, run, valid):
         """A result record; its test metrics are re-evaluated with per-user metrics kept (same checkpoint)."""
+        start = time.perf_counter()
         test, per_user = evaluate_per_user(run["trainer"], run["data"][2])
+        test_seconds = time.perf_counter() - start
         lr = config_dict.get("learning_rate")
         label = f"{self.args.dataset}-{name}-{seed}" + ("" if lr is None else f"-lr{lr}")
         return {
@@ -111,6 +119,7 @@ class Harness:
             "epochs": run["epochs"],
             "epoch_seconds": run["fit_seconds"] / max(run["epochs"], 1),
             "wall_seconds": run["wall_seconds"],
+            "test_ms_per_user": 1000 * test_seconds / len(per_user["users"]),
             "stopped_early": run["epochs"] < config_dict["epochs"],
             "per_user_file": save_per_user(self.args.out, label, per_user),
         }
@@ -132,13 +141,14 @@ class Harness:
         adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat)
         records = []
         for family in families:
-            trainer.model.inference = DUET_FAMILY[family]
+            for attribute, value in DUET_FAMILY[family].items():
+                setattr(trainer.model, attribute, value)
             if family == "DUET":
                 valid = plain(run["result"]["best_valid_result"])
             else:
                 valid = plain(trainer.evaluate(run["data"][1], load_best_model=False))
             entry = self.record(f"{family}-{backbone}", backbone, seed, config_dict, run, valid)
-            if family != "Base":
+            if family in ("DUET", "Finetune"):
                 entry["adaptation"] = adaptation
             records.append(entry)
         return records
@@ -183,23 +193,30 @@ def training_jobs(models):
 
 def chosen_learning_rate(job, records, dataset, first_seed):
     """The grid rate whose first-seed run had the best valid NDCG@10 (DUET-X decides for its family)."""
-    decider = next((name for name in job[2] if name.startswith("DUET-")), job[2][0])
-    runs = [r for r in records if (r["dataset"], r["model"], r["seed"]) == (dataset, decider, first_seed)]
-    return max(runs, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]
+    kind, name, members = job
+    for decider in ([f"DUET-{name}"] if kind == "duet" else []) + list(members):
+        runs = [r for r in records if (r["dataset"], r["model"], r["seed"]) == (dataset, decider, first_seed)]
+        if runs:
+            return max(runs, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]
+    raise RuntimeError(f"no first-seed run of {'/'.join(members)} to choose a learning rate from")
 
 
 def pending_jobs(models, seeds, dataset, records, lr_grid):
-    """``(job, seed, learning_rate)`` still to run; ``learning_rate`` None = the suite's, or chosen later."""
+    """``(job, seed, learning_rate)`` still to run, each job naming only its members not yet recorded (a family
+    member added later retrains its family, same seed, and records just itself); ``learning_rate`` None means the
+    suite's rate, or, with a grid, the rate chosen on the first seed."""
     done = {(r["dataset"], r["model"], r["seed"], r.get("learning_rate")) for r in records}
     done_any_rate = {key[:3] for key in done}
     pending = []
     for position, seed in enumerate(seeds):
-        for job in training_jobs(models):
-            names = job[2]
+        for kind, name, members in training_jobs(models):
             if lr_grid and position == 0:
-                pending += [(job, seed, lr) for lr in lr_grid if any((dataset, n, seed, lr) not in done for n in names)]
-            elif any((dataset, n, seed) not in done_any_rate for n in names):
-                pending.append((job, seed, None))
+                for lr in lr_grid:
+                    missing = tuple(m for m in members if (dataset, m, seed, lr) not in done)
+                    pending += [((kind, name, missing), seed, lr)] if missing else []
+            else:
+                missing = tuple(m for m in members if (dataset, m, seed) not in done_any_rate)
+                pending += [((kind, name, missing), seed, None)] if missing else []
     return pending
 
 

@@ -83,7 +83,7 @@ def test_harness_resumes_without_redoing_finished_pairs(harness):
 
 def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
     run, out = harness
-    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "Layers-SASRec"]
+    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "FinetuneAll-SASRec", "Layers-SASRec"]
     stdout, records = run(seeds=2, models=models, extra=["--lr-grid", "0.0001", "0.01"])
     assert "9 training runs to do" in stdout  # 3 trainings x 2 rates on the first seed, 3 on the second
     first_seed = [r for r in records if r["seed"] == 2020]
@@ -91,7 +91,7 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
         (m, lr) for m in models for lr in (0.0001, 0.01)
     )
     for model in models:
-        decider = "DUET-SASRec" if model == "Base-SASRec" else model
+        decider = "DUET-SASRec" if model in ("Base-SASRec", "FinetuneAll-SASRec") else model
         candidates = [r for r in first_seed if r["model"] == decider]
         best = max(candidates, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]
         (later,) = [r for r in records if r["seed"] == 2021 and r["model"] == model]
@@ -105,7 +105,9 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
     layers = [r for r in records if r["model"] == "Layers-SASRec"]
     assert all(r["config"]["duet_inference"] == "global" and "adaptation" not in r for r in layers)
     markdown = (out / "results.md").read_text()
-    for second in ("SASRec", "Base-SASRec", "Layers-SASRec"):
+    (finetune_all,) = [r for r in records if r["model"] == "FinetuneAll-SASRec" and r["seed"] == 2021]
+    assert finetune_all["test_ms_per_user"] > 0 and f"| FinetuneAll-SASRec | 2 | " in (out / "results.md").read_text()
+    for second in ("SASRec", "Base-SASRec", "Layers-SASRec", "FinetuneAll-SASRec"):
         assert f"| DUET-SASRec | {second} | ndcg@10 | " in markdown
     assert (out / "paired_ci.png").read_bytes()[:8] == PNG_MAGIC
     assert "| SASRec | 2 | " in markdown  # one record per seed: the chosen rate's

@@ -80,3 +80,17 @@ def test_each_model_and_seed_is_reported_at_the_rate_chosen_on_validation():
         ("Base-SASRec", 1): 0.001,
         ("SASRec", 2): 0.003,
     }
+
+
+def test_a_family_member_added_later_is_the_only_one_recorded_again():
+    from run import pending_jobs
+
+    records = [
+        {"dataset": "d", "model": m, "seed": 2020, "learning_rate": 0.001, "valid": {"ndcg@10": 0.1}}
+        for m in ("SASRec", "DUET-SASRec", "Base-SASRec")
+    ]
+    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "FinetuneAll-SASRec"]
+    assert pending_jobs(models, [2020], "d", records, []) == [(("duet", "SASRec", ("FinetuneAll-SASRec",)), 2020, None)]
+    grid = pending_jobs(models, [2020, 2021], "d", records, [0.001])
+    assert grid[0] == (("duet", "SASRec", ("FinetuneAll-SASRec",)), 2020, 0.001)
+    assert [job for job, seed, _ in grid if seed == 2021] == [("plain", "SASRec", ("SASRec",)), ("duet", "SASRec", tuple(models[1:]))]

@@ -16,11 +16,18 @@ layers (or the global ones with ``duet_inference: global``). No gradient step is
 next-item version for SASRec and GRU4Rec, :class:`recbole_duet.model.duet_din.DUETDIN` the DIN version.
 """
 
+import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
+from torch.func import functional_call
 
 from recbole_duet.model.backbones import SequenceStatesTap, build_backbone
-from recbole_duet.model.finetune import finetune_per_device, mean_over_pairs, window_training_pairs
+from recbole_duet.model.finetune import (
+    finetune_all_parameters,
+    finetune_per_device,
+    mean_over_pairs,
+    window_training_pairs,
+)
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
 from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
 
@@ -39,6 +46,7 @@ class DUETBase(SequentialRecommender):
         self.inference = config["duet_inference"]
         self.finetune_steps = config["finetune_steps"]
         self.finetune_lr = config["finetune_lr"]
+        self.finetune_scope = config["finetune_scope"]
         self.backbone = build_backbone(config, dataset)
 
     def _build_generator(self, config, input_dim, layer_shapes):
@@ -113,6 +121,36 @@ class DUET(DUETBase):
         global_layers = list(zip(self.classifier.weight, self.classifier.bias))
         return self._finetune(global_layers, n_devices, device_losses)
 
+    def _device_model_scores(self, parameters, item_seq, item_seq_len):
+        """Scores ``[n, n_items]`` of histories under one device's own copy of the backbone and dynamic layers."""
+        backbone = {name[len("backbone.") :]: value for name, value in parameters.items() if name.startswith("backbone.")}
+        classifier = {name[len("classifier.") :]: value for name, value in parameters.items() if name.startswith("classifier.")}
+        user_vector = functional_call(self.classifier, classifier, (functional_call(self.backbone, backbone, (item_seq, item_seq_len)),))
+        return user_vector @ backbone["item_embedding.weight"].T
+
+    def finetuned_model_scores(self, item_seq, item_seq_len):
+        """``finetune_scope: all``: each device tunes a copy of every backbone and dynamic-layer parameter on
+        its own window (CE over all items, as :meth:`finetuned_parameters`), then scores every item ``[B, n_items]``."""
+        prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
+        start = {
+            name: value for name, value in self.named_parameters() if name.startswith(("backbone.", "classifier."))
+        }
+        scores = []
+        for history, length, lengths, device_targets, pairs in zip(item_seq, item_seq_len, prefix_len, targets, is_pair):
+            histories = history.expand(int(pairs.sum()), -1)
+
+            def device_loss(parameters):
+                logits = self._device_model_scores(parameters, histories, lengths[pairs])
+                return F.cross_entropy(logits, device_targets[pairs])
+
+            # A device without a single pair (a one-item history) has nothing to tune on.
+            tuned = finetune_all_parameters(start, device_loss, self.finetune_steps, self.finetune_lr) if pairs.any() else start
+            scores.append(self._device_model_scores(tuned, history.unsqueeze(0), length.unsqueeze(0)))
+        return torch.cat(scores)
+
+    def _tunes_whole_model(self):
+        return self.inference == "finetune" and self.finetune_scope == "all"
+
     def forward(self, item_seq, item_seq_len):
         """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers."""
         representation, states = self.represent(item_seq, item_seq_len)
@@ -151,10 +189,14 @@ class DUET(DUETBase):
         return loss_ppg, self.umn_weight * loss_umn
 
     def predict(self, interaction):
+        if self._tunes_whole_model():
+            return self.full_sort_predict(interaction).gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
         user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         test_item_emb = self.backbone.item_embedding(interaction[self.ITEM_ID])
         return (user_vector * test_item_emb).sum(dim=1)  # [B]
 
     def full_sort_predict(self, interaction):
+        if self._tunes_whole_model():
+            return self.finetuned_model_scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return user_vector @ self.backbone.item_embedding.weight.transpose(0, 1)  # [B, n_items]

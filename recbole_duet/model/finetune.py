@@ -5,6 +5,10 @@ Each device starts from the global (UMN) dynamic layers and takes ``finetune_ste
 item at window position ``p`` is the target of the history before it). The evaluation target is never
 read. All devices of a batch are tuned at once: each holds its own copy of the layers, the devices' losses
 are independent, so one backward pass of their sum yields every device's own gradient.
+
+``finetune_scope: all`` is the paper's baseline: a device tunes a copy of *every* parameter (backbone, item
+table and dynamic layers) the same way; that is a whole model per device, so devices are tuned one by one
+(:func:`finetune_all_parameters`).
 """
 
 import torch
@@ -47,4 +51,23 @@ def finetune_per_device(global_layers, n_devices, device_losses, steps, lr):
             flat = [tensor.requires_grad_() for layer in parameters for tensor in layer]
             gradients = iter(torch.autograd.grad(device_losses(parameters).sum(), flat))
             parameters = [tuple((tensor - lr * next(gradients)).detach() for tensor in layer) for layer in parameters]
+    return parameters
+
+
+def finetune_all_parameters(parameters, loss, steps, lr):
+    """SGD on a detached copy of ``parameters`` (a name -> tensor dict); ``loss(parameters)`` gives a scalar.
+
+    Returns:
+        dict: the tuned copies; a parameter the loss does not reach keeps its value.
+    """
+    parameters = {name: tensor.detach().clone() for name, tensor in parameters.items()}
+    with torch.enable_grad():
+        for _ in range(steps):
+            names = list(parameters)
+            values = [parameters[name].requires_grad_() for name in names]
+            gradients = torch.autograd.grad(loss(parameters), values, allow_unused=True)
+            parameters = {
+                name: (value if gradient is None else value - lr * gradient).detach()
+                for name, value, gradient in zip(names, values, gradients)
+            }
     return parameters

@@ -10,6 +10,7 @@ SUPPORTED_BACKBONES = tuple(BACKBONE_CLASSES)
 INFERENCE_MODES = ("generated", "global", "finetune")
 ACTIVATIONS = ("tanh", "relu", "gelu", "none")
 GENERATOR_INPUTS = ("window", "backbone")
+FINETUNE_SCOPES = ("dynamic", "all")
 # Backbones whose forward reads its user vector from per-position states (see SequenceStatesTap).
 STATE_BACKBONES = ("SASRec", "GRU4Rec")
 
@@ -56,6 +57,7 @@ DUET_KEYS = {
     "duet_activation": _one_of(ACTIVATIONS),
     "finetune_steps": _integer_at_least(1),
     "finetune_lr": _positive_number(),
+    "finetune_scope": _one_of(FINETUNE_SCOPES),
 }
 
 
@@ -65,6 +67,8 @@ def validate_duet_settings(settings):
         value = settings.get(key)
         if not is_valid(value):
             raise ConfigError(key, value, expected)
+    if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
+        raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")
     if settings["generator_input"] == "backbone" and settings["backbone"] not in STATE_BACKBONES:
         raise ConfigError(
             "generator_input", "backbone", f"'window' with backbone {settings['backbone']} (it has no per-position states)"
