@@ -11,6 +11,8 @@ table and dynamic layers) the same way; that is a whole model per device, so dev
 (:func:`finetune_all_parameters`).
 """
 
+import hashlib
+
 import torch
 
 from recbole_duet.model.layers import window_positions
@@ -25,6 +27,28 @@ def window_training_pairs(item_seq, item_seq_len, size):
     """
     positions, _, is_real = window_positions(item_seq_len, size, item_seq.size(1))
     return positions.clamp(min=1), item_seq.gather(1, positions), is_real & (positions >= 1)
+
+
+def seeded_negatives(device_inputs, n_per_device, n_items, seed):
+    """``[B, n_per_device]`` item ids in ``[1, n_items)`` drawn uniformly, the same for the same device.
+
+    Each device's draws come from its own ``torch.Generator``, seeded with a hash (BLAKE2b, stable across
+    processes and platforms) of ``seed`` and the device's own inputs. So a device gets the same negatives,
+    hence the same fine-tuned layers, every time it is scored, in any batch and at any position in it.
+
+    Args:
+        device_inputs (list of torch.LongTensor): ``[B, ...]`` each, what identifies a device.
+        n_per_device (int): draws per device.
+        n_items (int): the item table's size (id 0 is padding and never drawn).
+        seed (int): a run-level seed (RecBole's ``seed``).
+    """
+    keys = torch.cat([tensor.reshape(len(tensor), -1) for tensor in device_inputs], dim=1).long().cpu()
+    draws = torch.empty(len(keys), n_per_device, dtype=torch.long)
+    for row, key in enumerate(keys.numpy()):
+        digest = hashlib.blake2b(key.tobytes(), digest_size=8, key=str(seed).encode()).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+        draws[row] = torch.randint(1, n_items, (n_per_device,), generator=generator)
+    return draws.to(device_inputs[0].device)
 
 
 def mean_over_pairs(pair_losses, is_pair):
