@@ -54,7 +54,7 @@ def test_plain_recbole_models_resolve_through_the_plugin_config(run_dir):
 @pytest.mark.parametrize(
     "key, value, allowed",
     [
-        ("backbone", "Foo", "['SASRec', 'GRU4Rec', 'DIN']"),
+        ("backbone", "Foo", "'NARM', 'NextItNet', 'SASRec'"),
         ("realtime_window", 0, "an integer >= 1"),
         ("duet_layers", 0, "an integer >= 1"),
         ("generator_rank", -1, "an integer >= 0"),

@@ -13,7 +13,8 @@ Adapter (SWA). Training minimises ``L_ppg + umn_weight * L_umn``; evaluation sco
 layers (or the global ones with ``duet_inference: global``). No gradient step is ever taken per device.
 
 :class:`DUETBase` holds what every backbone shares (the generator and the adapter); :class:`DUET` is the
-next-item version for SASRec and GRU4Rec, :class:`recbole_duet.model.duet_din.DUETDIN` the DIN version.
+next-item version for every RecBole model with SASRec's contract (see :mod:`recbole_duet.model.backbones`),
+:class:`recbole_duet.model.duet_din.DUETDIN` the DIN version.
 """
 
 import torch
@@ -21,7 +22,13 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch.func import functional_call
 
-from recbole_duet.model.backbones import SequenceStatesTap, build_backbone
+from recbole_duet.model.backbones import (
+    SequenceStatesTap,
+    build_backbone,
+    encode_sequence,
+    item_scoring,
+    sequence_arguments,
+)
 from recbole_duet.model.finetune import (
     finetune_all_parameters,
     finetune_per_device,
@@ -30,6 +37,15 @@ from recbole_duet.model.finetune import (
 )
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
 from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
+
+
+def cut_at_prefix(item_seq, prefix_len):
+    """Each history ``[n, L]`` with the items from ``prefix_len`` on replaced by padding.
+
+    Fine-tuning pairs score a history's prefix against the item after it; cutting the rest off keeps a
+    backbone that reads past ``item_seq_len`` (NextItNet, CORE, STAMP's mean) from seeing that target.
+    """
+    return item_seq * (torch.arange(item_seq.size(1), device=item_seq.device) < prefix_len.unsqueeze(1))
 
 
 class DUETBase(SequentialRecommender):
@@ -68,10 +84,10 @@ class DUETBase(SequentialRecommender):
 
 
 class DUET(DUETBase):
-    r"""DUET on a RecBole next-item backbone (``backbone: SASRec | GRU4Rec``).
+    r"""DUET on a RecBole next-item backbone (``backbone: SASRec | GRU4Rec | NARM | ...``).
 
-    The dynamic layers sit between the backbone's user representation and the item table; scoring and the
-    CE/BPR loss are the backbone's own. The generator reads the real-time window's item embeddings
+    The dynamic layers sit between the backbone's user representation and the item table; scoring (the dot
+    product, or e.g. CORE's cosine over a temperature) and the CE/BPR loss are the backbone's own. The generator reads the real-time window's item embeddings
     (``generator_input: window``) or the backbone's own hidden states at the window's positions (``backbone``).
     """
 
@@ -79,7 +95,8 @@ class DUET(DUETBase):
         super(DUET, self).__init__(config, dataset)
         self.loss_type = config["loss_type"]
         dim = self.backbone.item_embedding.embedding_dim
-        self.states_tap = SequenceStatesTap(self.backbone) if config["generator_input"] == "backbone" else None
+        self.scoring = item_scoring(config["backbone"], self.backbone)
+        self.states_tap = SequenceStatesTap(self.backbone, dim) if config["generator_input"] == "backbone" else None
         self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
@@ -89,7 +106,7 @@ class DUET(DUETBase):
 
     def represent(self, item_seq, item_seq_len):
         """The backbone's user vectors ``[B, D]`` and, when the generator reads them, its states ``[B, L, D]``."""
-        representation = self.backbone(item_seq, item_seq_len)
+        representation = encode_sequence(self.backbone, item_seq, item_seq_len)
         return representation, (self.states_tap.pop() if self.states_tap is not None else None)
 
     def generate(self, item_seq, item_seq_len, states=None):
@@ -109,12 +126,15 @@ class DUET(DUETBase):
         """The fine-tuning baseline: each device's layers after SGD on its own window (CE over all items)."""
         prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
         n_devices, n_pairs = targets.shape
-        representation = self.backbone(item_seq.repeat_interleave(n_pairs, dim=0), prefix_len.flatten())
+        prefix_len = prefix_len.flatten()
+        prefixes = cut_at_prefix(item_seq.repeat_interleave(n_pairs, dim=0), prefix_len)
+        representation = encode_sequence(self.backbone, prefixes, prefix_len)
         representation = representation.detach().view(n_devices, n_pairs, -1)
-        item_table = self.backbone.item_embedding.weight.detach()
+        item_table = self.scoring.table().detach()
 
         def device_losses(parameters):
-            logits = self.classifier.forward_with_parameters(representation, parameters) @ item_table.T
+            user_vector = self.classifier.forward_with_parameters(representation, parameters)
+            logits = self.scoring.user(user_vector) @ item_table.T
             pair_losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
             return mean_over_pairs(pair_losses.view(n_devices, n_pairs), is_pair)
 
@@ -125,8 +145,9 @@ class DUET(DUETBase):
         """Scores ``[n, n_items]`` of histories under one device's own copy of the backbone and dynamic layers."""
         backbone = {name[len("backbone.") :]: value for name, value in parameters.items() if name.startswith("backbone.")}
         classifier = {name[len("classifier.") :]: value for name, value in parameters.items() if name.startswith("classifier.")}
-        user_vector = functional_call(self.classifier, classifier, (functional_call(self.backbone, backbone, (item_seq, item_seq_len)),))
-        return user_vector @ backbone["item_embedding.weight"].T
+        arguments = sequence_arguments(self.backbone, item_seq, item_seq_len)
+        user_vector = functional_call(self.classifier, classifier, (functional_call(self.backbone, backbone, arguments),))
+        return self.scoring.full_sort(user_vector, backbone["item_embedding.weight"])
 
     def finetuned_model_scores(self, item_seq, item_seq_len):
         """``finetune_scope: all``: each device tunes a copy of every backbone and dynamic-layer parameter on
@@ -137,7 +158,7 @@ class DUET(DUETBase):
         }
         scores = []
         for history, length, lengths, device_targets, pairs in zip(item_seq, item_seq_len, prefix_len, targets, is_pair):
-            histories = history.expand(int(pairs.sum()), -1)
+            histories = cut_at_prefix(history.expand(int(pairs.sum()), -1), lengths[pairs])
 
             def device_loss(parameters):
                 logits = self._device_model_scores(parameters, histories, lengths[pairs])
@@ -163,14 +184,12 @@ class DUET(DUETBase):
 
     def _recommendation_loss(self, user_vector, interaction):
         """The backbone's own loss (CE over all items, or BPR on the sampled negative)."""
-        item_embedding = self.backbone.item_embedding
         pos_items = interaction[self.POS_ITEM_ID]
         if self.loss_type == "BPR":
-            pos_score = (user_vector * item_embedding(pos_items)).sum(dim=-1)
-            neg_score = (user_vector * item_embedding(interaction[self.NEG_ITEM_ID])).sum(dim=-1)
+            pos_score = self.scoring.pointwise(user_vector, pos_items)
+            neg_score = self.scoring.pointwise(user_vector, interaction[self.NEG_ITEM_ID])
             return self.backbone.loss_fct(pos_score, neg_score)
-        logits = user_vector @ item_embedding.weight.transpose(0, 1)
-        return self.backbone.loss_fct(logits, pos_items)
+        return self.backbone.loss_fct(self.scoring.full_sort(user_vector), pos_items)
 
     def calculate_loss(self, interaction):
         """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately.
@@ -192,11 +211,10 @@ class DUET(DUETBase):
         if self._tunes_whole_model():
             return self.full_sort_predict(interaction).gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
         user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        test_item_emb = self.backbone.item_embedding(interaction[self.ITEM_ID])
-        return (user_vector * test_item_emb).sum(dim=1)  # [B]
+        return self.scoring.pointwise(user_vector, interaction[self.ITEM_ID])  # [B]
 
     def full_sort_predict(self, interaction):
         if self._tunes_whole_model():
             return self.finetuned_model_scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return user_vector @ self.backbone.item_embedding.weight.transpose(0, 1)  # [B, n_items]
+        return self.scoring.full_sort(user_vector)  # [B, n_items]
