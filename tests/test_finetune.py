@@ -104,3 +104,18 @@ def test_whole_model_finetuning_tunes_each_device_alone_and_moves_the_backbone(t
         gain = together[device] - untuned[device]
         assert gain[own].mean() > gain.mean() + 1e-3
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # copies only
+
+
+@pytest.mark.parametrize("scope", ["dynamic", "all"])
+def test_the_backbone_never_sees_items_past_the_history_it_is_given(tiny_config_dict, scope):
+    """STAMP averages every position (NextItNet, CORE read past the length too): each fine-tuning pair's
+    history must be cut at its prefix, or the pair's own target would be read."""
+    model, batch = finetune_model(tiny_config_dict, backbone="STAMP", finetune_scope=scope)
+    shown = []
+    model.backbone.register_forward_pre_hook(lambda module, args: shown.append(args))
+    with torch.no_grad():
+        model.full_sort_predict(batch[torch.arange(4)])
+    assert any(len(item_seq) > 4 or len(item_seq) < 4 for item_seq, _ in shown)  # fine-tuning pairs were encoded
+    for item_seq, item_seq_len in shown:
+        past_history = torch.arange(item_seq.size(1)) >= item_seq_len.unsqueeze(1)
+        assert (item_seq[past_history] == 0).all()

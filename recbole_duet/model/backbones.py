@@ -17,6 +17,7 @@ per-position states come through :class:`SequenceStatesTap`, for backbones whose
 ``gather_indexes``.
 """
 
+import functools
 import inspect
 
 import torch
@@ -49,6 +50,7 @@ def _models():
     }
 
 
+@functools.lru_cache(maxsize=None)
 def _forward_arguments(cls):
     return tuple(list(inspect.signature(cls.forward).parameters)[1:])
 
