@@ -148,7 +148,22 @@ def pending_jobs(models, seeds, dataset, records):
     return jobs
 
 
-def write_report(records, args):
+def plots_available():
+    """Whether matplotlib (the ``bench`` extra) imports: checked before the first model trains, not after the last."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            "warning: matplotlib is not installed (pip install 'recbole-duet[bench]'): results.json and results.md "
+            "will be written, the plots skipped",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True
+
+
+def write_report(records, args, plots=True):
     table = summary_table(records, args.models)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     settings = {**PROTOCOL, **SUITES[args.suite], **args.overrides}
@@ -168,7 +183,8 @@ def write_report(records, args):
     ]
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as file:
         file.write("\n".join(lines))
-    write_plots(records, args.models, args.out)
+    if plots:
+        write_plots(records, args.models, args.out)
     print(table)
 
 
@@ -197,6 +213,7 @@ def main():
     records = load_records(results_path)
     seeds = [FIRST_SEED + i for i in range(args.seeds)]
     jobs = pending_jobs(args.models, seeds, args.dataset, records)
+    plots = plots_available()
     print(f"{len(jobs)} training runs to do, results in {results_path}", flush=True)
     for position, ((kind, name, members), seed) in enumerate(jobs, start=1):
         label = name if kind == "plain" else "/".join(f"{m}-{name}" for m in members)
@@ -204,7 +221,7 @@ def main():
         new = run_plain(name, seed, args) if kind == "plain" else run_duet_family(name, members, seed, args)
         records += new
         write_json_atomically(results_path, records)
-    write_report(records, args)
+    write_report(records, args, plots)
 
 
 if __name__ == "__main__":
