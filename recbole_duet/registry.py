@@ -23,8 +23,10 @@ MODEL_PACKAGES = {
     "knowledge_aware_recommender": ModelType.KNOWLEDGE,
     "exlib_recommender": ModelType.DECISIONTREE,
 }
-# exlib_recommender/__init__.py imports both libraries, so each of its models needs both installed.
-EXLIB_PACKAGES = ("lightgbm", "xgboost")
+# Libraries a model imports that RecBole does not install, by model file: exlib_recommender/__init__.py imports
+# both LightGBM and XGBoost, so each of its models needs both; NCL clusters with faiss.
+OPTIONAL_LIBRARIES = {"lightgbm": ("lightgbm", "xgboost"), "xgboost": ("lightgbm", "xgboost"), "ncl": ("faiss",)}
+PIP_NAMES = {"faiss": "faiss-cpu"}
 
 
 def _model_package_dir(package):
@@ -65,20 +67,19 @@ def get_model(name):
 
     Raises:
         ConfigError: no RecBole model has that name, or it is spelt in another case (RecBole matches the case).
-        MissingDependencyError: the model needs a library that is not installed (LightGBM, XGBoost).
+        MissingDependencyError: the model needs a library that is not installed (LightGBM, XGBoost, faiss).
     """
     package = _package_of(name.lower())
     if package is None:
         raise ConfigError(
             "model", name, "DUET or a RecBole model name such as SASRec, BPR or DeepFM (https://recbole.io/model_list.html)"
         )
-    if package == "exlib_recommender":
-        missing = [library for library in EXLIB_PACKAGES if importlib.util.find_spec(library) is None]
-        if missing:
-            raise MissingDependencyError(
-                f"Model '{name}' needs the package(s) {missing} (RecBole imports LightGBM and XGBoost together): "
-                f"pip install {' '.join(missing)}"
-            )
+    missing = [lib for lib in OPTIONAL_LIBRARIES.get(name.lower(), ()) if importlib.util.find_spec(lib) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"Model '{name}' needs {missing}, which RecBole does not install: "
+            f"pip install {' '.join(PIP_NAMES.get(library, library) for library in missing)}"
+        )
     model_class = model_class_in(package, name.lower())
     if model_class.__name__ != name:
         raise ConfigError("model", name, f"'{model_class.__name__}' (model names are case-sensitive)")

@@ -37,5 +37,8 @@ def init_run_logger(config):
 
 
 def plain_metrics(result):
-    """An evaluator result with its numpy scalars turned into Python floats (same keys, same order)."""
+    """An evaluator result with its numpy scalars turned into Python floats (same keys, same order); a run that
+    only pre-trains (S3Rec, RaCT) has no validation result (None)."""
+    if result is None:
+        return None
     return OrderedDict((metric, float(value)) for metric, value in result.items())
