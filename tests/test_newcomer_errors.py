@@ -59,7 +59,7 @@ def test_newcomer_mistakes_end_in_one_line(run_dir, case, args, expected):
 def test_exlib_models_name_the_package_to_install(monkeypatch, run_dir):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "xgboost" else find_spec(name, *a))
-.*pip install .*xgboost"):
+    with pytest.raises(MissingDependencyError, match=r"'XGBoost' needs \[.*'xgboost'\].*pip install .*xgboost"):
         Config(model="XGBoost", dataset="ml-100k")
 
 
