@@ -144,11 +144,11 @@ def install_pandas_mends():
 
 
 def silence_recbole_warnings():
-    """Hide the deprecation warnings raised from RecBole's modules (the plugin's and the user's stay), and torch's
-    warning about the read-only arrays pandas 3 hands RecBole's ``torch.LongTensor(column.values)``."""
-    for category in (FutureWarning, DeprecationWarning):
+    """Hide the warnings raised from lines of RecBole's modules: torch's and pandas' deprecations of the calls
+    RecBole makes (``torch.cuda.amp``, ``torch.sparse.FloatTensor``, chained fills, read-only arrays from pandas
+    3). The plugin's warnings and the user's stay."""
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category, module=r"recbole\.")
-    warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning, r"recbole\.")
 
 
 def install_compatibility():
