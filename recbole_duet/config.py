@@ -16,7 +16,7 @@ What it adds to ``recbole.config.Config``:
   keep RecBole's training negative.
 * Model names are looked up without importing LightGBM/XGBoost (:mod:`recbole_duet.registry`), and a missing
   or malformed config file is reported by name (and line).
-* What RecBole breaks on today's numpy and scipy is mended in memory (:mod:`recbole_duet.compat`).
+* What RecBole breaks on today's numpy, scipy and pandas is mended in memory (:mod:`recbole_duet.compat`).
 * Distributed runs (``local_rank`` set) use gloo on CPU and NCCL on GPUs, where RecBole 1.2.1 hard-codes NCCL
   and ``cuda:<local_rank>`` (:mod:`recbole_duet.distributed`).
 """
@@ -65,13 +65,14 @@ class Config(RecBoleConfig):
         file_config_dict = {}
         for path in file_list or ():
             if not os.path.isfile(path):
-                raise ConfigFileError(f"Config file '{path}' does not exist (--config_files takes space-separated paths).")
+                raise ConfigFileError(f"Config file '{path}' does not exist (--config_files: space-separated paths).")
             try:
                 file_config_dict.update(super()._load_config_files([path]))
             except yaml.YAMLError as error:
                 mark = getattr(error, "problem_mark", None)
                 line = f" line {mark.line + 1}" if mark else ""
-                raise ConfigFileError(f"Config file '{path}'{line} is not valid yaml: {getattr(error, 'problem', error)}.") from None
+                problem = getattr(error, "problem", error)
+                raise ConfigFileError(f"Config file '{path}'{line} is not valid yaml: {problem}.") from None
             except (TypeError, ValueError):
                 raise ConfigFileError(f"Config file '{path}' must hold 'key: value' lines.") from None
         return file_config_dict

@@ -49,7 +49,8 @@ def model_class_in(package, module_name):
     """The model class defined in ``recbole.model.<package>.<module_name>`` (its name, lower-cased, is the
     module's), e.g. ``LightGCN`` in ``general_recommender.lightgcn``."""
     module = importlib.import_module(f"recbole.model.{package}.{module_name}")
-    return next(value for name, value in vars(module).items() if name.lower() == module_name and isinstance(value, type))
+    classes = (value for name, value in vars(module).items() if isinstance(value, type) and name.lower() == module_name)
+    return next(classes)
 
 
 def recbole_models(model_type):
@@ -72,7 +73,9 @@ def get_model(name):
     package = _package_of(name.lower())
     if package is None:
         raise ConfigError(
-            "model", name, "DUET or a RecBole model name such as SASRec, BPR or DeepFM (https://recbole.io/model_list.html)"
+            "model",
+            name,
+            "DUET or a RecBole model name such as SASRec, BPR or DeepFM (https://recbole.io/model_list.html)",
         )
     missing = [lib for lib in OPTIONAL_LIBRARIES.get(name.lower(), ()) if importlib.util.find_spec(lib) is None]
     if missing:

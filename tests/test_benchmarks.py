@@ -85,7 +85,8 @@ def test_harness_without_matplotlib_warns_before_training_and_skips_the_plots(tm
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
     overrides = tmp_path / "tiny.yaml"
-    overrides.write_text(yaml.safe_dump({**TINY_MODEL_CONFIG, "MAX_ITEM_LIST_LENGTH": 8, "epochs": 1, "state": "INFO"}))
+    settings = {**TINY_MODEL_CONFIG, "MAX_ITEM_LIST_LENGTH": 8, "epochs": 1, "state": "INFO"}  # training logs first
+    overrides.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
     command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
     command += ["--data-path", write_atomic_dataset(str(tmp_path / "data")), "--models", "GRU4Rec"]
