@@ -220,7 +220,22 @@ def pending_jobs(models, seeds, dataset, records, lr_grid):
     return pending
 
 
-def write_report(records, args):
+def plots_available():
+    """Whether matplotlib (the ``bench`` extra) imports: checked before the first model trains, not after the last."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            "warning: matplotlib is not installed (pip install 'recbole-duet[bench]'): results.json and results.md "
+            "will be written, the plots skipped",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True
+
+
+def write_report(records, args, plots=True):
     reported = selected_records(records)
     table = summary_table(reported, args.models)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -243,7 +258,8 @@ def write_report(records, args):
     ]
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as file:
         file.write("\n".join(lines))
-    write_plots(reported, args.models, args.out)
+    if plots:
+        write_plots(reported, args.models, args.out)
     print(table)
 
 
@@ -277,6 +293,7 @@ def main():
     records = load_records(results_path)
     seeds = [FIRST_SEED + i for i in range(args.seeds)]
     jobs = pending_jobs(args.models, seeds, args.dataset, records, args.lr_grid)
+    plots = plots_available()
     print(f"{len(jobs)} training runs to do, results in {results_path}", flush=True)
     harness = Harness(args)
     for position, (job, seed, learning_rate) in enumerate(jobs, start=1):
@@ -286,7 +303,7 @@ def main():
         print(f"[{position}/{len(jobs)}] {'/'.join(job[2])}, seed {seed}{rate}", flush=True)
         records += harness.run_job(job, seed, learning_rate)
         write_json_atomically(results_path, records)
-    write_report(records, args)
+    write_report(records, args, plots)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,16 @@ import sys
 from functools import partial
 
 from recbole_duet.config import properties_dir
-from recbole_duet.errors import CheckpointError, ConfigError, DatasetNotFoundError
+from recbole_duet.errors import (
+    CheckpointError,
+    ConfigError,
+    ConfigFileError,
+    DatasetNotFoundError,
+    MissingDependencyError,
+)
 from recbole_duet.quick_start import objective_function, run
 
-USER_ERRORS = (ConfigError, DatasetNotFoundError, CheckpointError)
+USER_ERRORS = (ConfigError, ConfigFileError, DatasetNotFoundError, CheckpointError, MissingDependencyError)
 
 
 def _add_experiment_arguments(parser):

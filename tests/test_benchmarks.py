@@ -111,3 +111,22 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
         assert f"| DUET-SASRec | {second} | ndcg@10 | " in markdown
     assert (out / "paired_ci.png").read_bytes()[:8] == PNG_MAGIC
     assert "| SASRec | 2 | " in markdown  # one record per seed: the chosen rate's
+
+
+def test_harness_without_matplotlib_warns_before_training_and_skips_the_plots(tmp_path):
+    hidden = tmp_path / "no-matplotlib" / "matplotlib"  # a matplotlib that fails to import, as if not installed
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    overrides = tmp_path / "tiny.yaml"
+    settings = {**TINY_MODEL_CONFIG, "MAX_ITEM_LIST_LENGTH": 8, "epochs": 1, "state": "INFO"}  # training logs first
+    overrides.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
+    command += ["--data-path", write_atomic_dataset(str(tmp_path / "data")), "--models", "GRU4Rec"]
+    command += ["--config-files", str(overrides), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stderr.startswith("warning: matplotlib is not installed (pip install 'recbole-duet[bench]')")
+    assert "| GRU4Rec | 1 | " in (out / "results.md").read_text() and len(json.loads((out / "results.json").read_text())) == 1
+    assert not (out / "metrics.png").exists()
