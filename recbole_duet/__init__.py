@@ -1,11 +1,23 @@
-"""recbole-duet: DUET (WWW 2023) device-cloud parameter generation as a RecBole plugin."""
+"""recbole-duet: DUET (WWW 2023) device-cloud parameter generation as a RecBole plugin.
+
+The training side (``DUET``, ``run_recbole_duet``) needs torch and RecBole; the device runtime
+(:mod:`recbole_duet.device`) must import without them. The package therefore imports its training API on
+first use (module ``__getattr__``), so ``import recbole_duet.device`` loads numpy and onnxruntime only.
+"""
+
+from importlib import import_module
 
 from recbole_duet.compat import install_numpy_aliases
 
-install_numpy_aliases()
+install_numpy_aliases()  # before RecBole is first imported, whichever submodule imports it
 
-from recbole_duet.model import DUET  # noqa: E402  (RecBole must see the numpy aliases first)
-from recbole_duet.quick_start import run_recbole_duet  # noqa: E402
+_LAZY_ATTRIBUTES = {"DUET": "recbole_duet.model", "run_recbole_duet": "recbole_duet.quick_start"}
 
 __all__ = ["DUET", "run_recbole_duet"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name not in _LAZY_ATTRIBUTES:
+        raise AttributeError(f"module 'recbole_duet' has no attribute '{name}'")
+    return getattr(import_module(_LAZY_ATTRIBUTES[name]), name)

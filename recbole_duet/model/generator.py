@@ -10,7 +10,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from recbole_duet.model.layers import INIT_STD, FullDelta, LowRankDelta
 
@@ -91,10 +90,16 @@ class ParameterGenerator(nn.Module):
         self.branches = nn.ModuleList(LayerBranch(hidden_size, out, inp, rank) for out, inp in layer_shapes)
 
     def encode(self, window_emb, window_len):
-        """The device code ``[B, h]``: the GRU state after the window's last real item."""
-        packed = pack_padded_sequence(window_emb, window_len.cpu(), batch_first=True, enforce_sorted=False)
-        _, last_state = self.head_encoder(packed)
-        return last_state[-1]
+        """The device code ``[B, h]``: the GRU state after the window's last real item.
+
+        Windows are left-aligned (padding after the real items), so that state is the GRU's output at
+        position ``window_len - 1``. Reading it there, rather than packing the sequence, gives the same
+        values and keeps the generator exportable to ONNX: neither of torch's exporters handles a GRU over
+        a packed sequence (``recbole_duet.deploy``).
+        """
+        outputs, _ = self.head_encoder(window_emb)
+        last = (window_len - 1).view(-1, 1, 1).expand(-1, 1, outputs.size(-1))
+        return outputs.gather(1, last).squeeze(1)
 
     def forward(self, window_emb, window_len):
         """Return ``[(weight_delta, bias_delta)]``, one pair per dynamic layer."""
