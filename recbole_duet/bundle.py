@@ -39,7 +39,8 @@ class UnknownItemError(BundleError):
     """An item token that is not in the bundle's vocabulary; ``field`` locates it, e.g. ``window[2]``."""
 
     def __init__(self, field, token):
-        super().__init__(f"{field}: unknown item token {token!r}")
+        shown = token if len(token) <= 80 else token[:77] + "..."
+        super().__init__(f"{field}: unknown item token {shown!r}")
         self.field = field
 
 
@@ -70,10 +71,11 @@ class ItemVocabulary:
     def __len__(self):
         return len(self.tokens)
 
-    def ids(self, tokens, field):
-        """Internal ids of ``tokens``; raise :class:`UnknownItemError` naming ``field[i]`` for the first unknown."""
+    def ids(self, tokens, field, start=0):
+        """Internal ids of ``tokens``; raise :class:`UnknownItemError` naming ``field[start + i]`` for the first
+        unknown one (``start``: where ``tokens`` begin in the list the caller received)."""
         ids = []
-        for position, token in enumerate(tokens):
+        for position, token in enumerate(tokens, start):
             item = self._ids.get(token)
             if item is None:
                 raise UnknownItemError(f"{field}[{position}]", token)

@@ -27,9 +27,12 @@ class BundleGenerator:
             os.path.join(bundle, GENERATOR_FILE), options, providers=["CPUExecutionProvider"]
         )
 
-    def generate(self, windows, dtype="float32"):
-        """One payload (a JSON-ready dict) per window; each window is a non-empty list of internal item ids
-        holding at most ``window_size`` items (the service keeps the newest)."""
+    def parameters(self, windows):
+        """The generated tensors ``[B, *shape]`` in layout order; each window is a non-empty list of internal
+        item ids (only the newest ``window_size`` are read)."""
         window, window_len = left_aligned(windows, self.window_size)
-        tensors = self.session.run(None, {"window": window, "window_len": window_len})
-        return self.codec.encode(tensors, dtype)
+        return self.session.run(None, {"window": window, "window_len": window_len})
+
+    def generate(self, windows, dtype="float32"):
+        """One payload (a JSON-ready dict) per window."""
+        return self.codec.encode(self.parameters(windows), dtype)
