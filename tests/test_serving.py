@@ -49,7 +49,7 @@ class LiveServer:
             time.sleep(0.1)
 
     def post(self, path, body=None, headers=AUTH, **kwargs):
-        content = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        content = body if isinstance(body, (bytes, str)) else json.dumps(body, separators=(",", ":"))
         return self.client.post(path, content=content, headers=headers, **kwargs)
 
     def metric(self, line_start):
