@@ -60,7 +60,8 @@ def test_device_runtime_reproduces_full_sort_predict(bundle):
     folder, manifest, model, loaders = bundle
     assert manifest["verification"]["users"] == 30
     assert manifest["verification"]["max_abs_score_diff"] <= 1e-4
-    assert manifest["verification"]["top10_agreement"] == 1.0
+    assert manifest["verification"]["top10_identical"] == 1.0
+    assert manifest["verification"]["top10_identical_up_to_ties"] == 1.0
     rows = loaders[2]._dataset.inter_feat
     with torch.no_grad():
         reference = model.full_sort_predict(rows).numpy()
@@ -159,7 +160,7 @@ def test_export_command_on_a_trained_checkpoint(tmp_path, tiny_config_dict):
     command = [sys.executable, "-c", "from recbole_duet.cli import main; main()", "export", checkpoint]
     result = subprocess.run([*command, "--out", str(tmp_path / "b")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "top10_agreement': 1.0" in result.stdout
+    assert "'top10_identical': 1.0" in result.stdout
     assert sorted(os.listdir(tmp_path / "b")) == ["device.onnx", "generator.onnx", "items.json", "manifest.json"]
     missing = subprocess.run([*command[:-1], str(tmp_path / "none.pth"), "--out", "x"], capture_output=True, text=True)
     assert missing.returncode != 0 and "none.pth" in missing.stderr.splitlines()[-1]
