@@ -123,10 +123,9 @@ class Server:
         raise RuntimeError("the server did not start")
 
     def worker_pids(self):
+        """uvicorn's worker processes: spawned children running ``spawn_main``."""
         children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        pids = [int(pid) for pid in children.split()]
-        # uvicorn's supervisor may run a multiprocessing helper too: keep those that serve (python, not resource tracker)
-        return [pid for pid in pids if "resource_tracker" not in open(f"/proc/{pid}/cmdline").read()]
+        return [int(pid) for pid in children.split() if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
 
     def stop(self):
         self.process.send_signal(signal.SIGINT)

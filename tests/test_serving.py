@@ -2,6 +2,8 @@
 input (property-based fuzzing included) and metrics."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -214,3 +216,47 @@ def test_the_server_still_serves_after_the_fuzzing(server):
     assert server.client.get("/healthz").json()["status"] == "ok"
     assert server.metric('duet_http_requests_total{endpoint="generate",status="500"}') == 0
     assert server.post("/v1/generate", {"window": ["i3"]}).status_code == 200
+
+
+def worker_pids(server_process):
+    """uvicorn's worker processes (spawned children running spawn_main) of ``recbole-duet serve``."""
+    children = subprocess.run(["pgrep", "-P", str(server_process.pid)], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in children if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
+
+
+def test_a_worker_killed_with_sigkill_is_replaced_while_the_other_keeps_answering(bundle):
+    folder, _ = bundle
+    live = LiveServer(folder, "--workers", "2")
+    device = DeviceModel(folder)
+    outcomes = []
+
+    def client(stop_at):
+        with httpx.Client(base_url=live.url, timeout=10) as client:
+            while time.monotonic() < stop_at:
+                try:
+                    response = client.post("/v1/generate", json={"window": ["i3", "i4"]})
+                except httpx.TransportError as error:
+                    outcomes.append((time.monotonic(), type(error).__name__))
+                    continue
+                device.codec.decode(response.json())  # a 200 is always a complete payload
+                outcomes.append((time.monotonic(), response.status_code))
+
+    try:
+        before = worker_pids(live.process)
+        assert len(before) == 2
+        stop_at = time.monotonic() + 4
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(4):
+                pool.submit(client, stop_at)
+            time.sleep(1)
+            killed_at = time.monotonic()
+            os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not (len(worker_pids(live.process)) == 2 and before[0] not in worker_pids(live.process)):
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.2)
+        assert all(outcome in (200, "RemoteProtocolError", "ReadError", "ConnectError") for _, outcome in outcomes)
+        assert sum(1 for at, outcome in outcomes if at > killed_at + 0.5 and outcome == 200) > 10
+        assert live.client.get("/healthz").status_code == 200
+    finally:
+        live.stop()
