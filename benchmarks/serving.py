@@ -127,6 +127,18 @@ class Server:
         children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in children.split() if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
 
+    def cpu_seconds(self):
+        """CPU time (user + system) used so far by the server's processes (supervisor and live workers)."""
+        total = 0
+        for pid in [self.process.pid, *self.worker_pids()]:
+            try:
+                with open(f"/proc/{pid}/stat") as file:
+                    fields = file.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # a worker that just died
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.process.send_signal(signal.SIGINT)
         try:
@@ -200,9 +212,12 @@ async def _raw_clients(url, path, bodies, expected_chars, concurrency, deadline,
                     connection = await asyncio.open_connection(host, int(port))
                 reader, writer = connection
                 writer.write(requests[i % len(requests)])
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+                try:
+                    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+                except asyncio.IncompleteReadError as error:
+                    raise ConnectionResetError("closed before answering") if not error.partial else error
                 length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
-                body = await reader.readexactly(length)
+                body = await reader.readexactly(length)  # IncompleteReadError here: a truncated answer
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, IndexError) as error:
                 _error(stats, error)
                 connection = None
@@ -226,8 +241,11 @@ def _load_process(client, url, path, bodies, expected_chars, concurrency, durati
     queue.put(stats)
 
 
-def drive(client, url, path, bodies, expected_chars, concurrency, duration, processes, during=None):
-    """Run the load for ``duration`` s with ``concurrency`` clients split over ``processes``; merge the stats."""
+def drive(client, server, path, bodies, expected_chars, concurrency, duration, processes, during=None):
+    """Run the load for ``duration`` s with ``concurrency`` clients split over ``processes``; merge the stats
+    and the server's CPU time per answered request."""
+    url = server.url
+    cpu_before = server.cpu_seconds()
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
@@ -245,6 +263,7 @@ def drive(client, url, path, bodies, expected_chars, concurrency, duration, proc
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - start
+    server_cpu = server.cpu_seconds() - cpu_before
     merged = {"latencies": [], "bytes": [], "status": {}, "errors": {}, "devices": 0, "truncated": 0}
     for part in parts:
         merged["latencies"] += part["latencies"]
@@ -268,6 +287,8 @@ def drive(client, url, path, bodies, expected_chars, concurrency, duration, proc
         "truncated_payloads": merged["truncated"],
         "server_errors_5xx": sum(count for status, count in merged["status"].items() if status.startswith("5")),
         "response_bytes": float(np.mean(merged["bytes"])) if merged["bytes"] else None,
+        "server_cpu_s": server_cpu,
+        "server_cpu_ms_per_request": 1000 * server_cpu / max(1, requests),
     }
 
 
@@ -322,12 +343,12 @@ def main():
     server = Server(args.bundle, args.workers, ["--max-wait-ms", str(args.max_wait_ms)])
     try:
         report["single"] = [
-            drive(client, server.url, "/v1/generate", single_bodies, expected_chars, c, args.duration, args.client_processes)
+            drive(client, server, "/v1/generate", single_bodies, expected_chars, c, args.duration, args.client_processes)
             for client in args.clients
             for c in args.concurrency
         ]
         report["batch"] = [
-            drive(args.clients[0], server.url, "/v1/generate/batch", batch_bodies, expected_chars, c, args.duration,
+            drive(args.clients[0], server, "/v1/generate/batch", batch_bodies, expected_chars, c, args.duration,
                   args.client_processes)
             for c in args.batch_concurrency
         ]
@@ -353,7 +374,7 @@ def sigkill_scenario(args, bodies, expected_chars):
 
     try:
         result = drive(
-            args.clients[0], server.url, "/v1/generate", bodies, expected_chars, 8, args.kill_duration, 1, kill_one_worker
+            args.clients[0], server, "/v1/generate", bodies, expected_chars, 8, args.kill_duration, 1, kill_one_worker
         )
         time.sleep(2)
         after = server.worker_pids()
@@ -368,12 +389,13 @@ def print_table(report):
     if "sigkill" in report:
         rows.append(("sigkill", report["sigkill"]))
     print(f"{'endpoint':8} {'client':6} {'conc':>4} {'req/s':>8} {'devices/s':>10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-          f"{'5xx':>4} {'errors':>6} {'trunc':>5} {'bytes':>7}")
+          f"{'5xx':>4} {'errors':>6} {'trunc':>5} {'bytes':>7} {'srv ms/req':>10}")
     for name, r in rows:
         errors = sum(r["client_errors"].values())
         print(f"{name:8} {r['client']:6} {r['concurrency']:>4} {r['requests_per_s']:>8.0f} {r['devices_per_s']:>10.0f} "
               f"{r['p50_ms'] or 0:>7.2f} {r['p95_ms'] or 0:>7.2f} {r['p99_ms'] or 0:>7.2f} {r['server_errors_5xx']:>4} "
-              f"{errors:>6} {r['truncated_payloads']:>5} {r['response_bytes'] or 0:>7.0f}")
+              f"{errors:>6} {r['truncated_payloads']:>5} {r['response_bytes'] or 0:>7.0f} "
+              f"{r['server_cpu_ms_per_request']:>10.3f}")
 
 
 if __name__ == "__main__":

@@ -161,16 +161,18 @@ def test_concurrent_requests_share_generator_calls(server):
 
 
 def test_a_full_queue_answers_503_with_retry_after(bundle):
+    """The queue holds at most --max-queue devices: what does not fit is refused at once, not queued."""
     folder, _ = bundle
-    live = LiveServer(folder, "--max-queue", "2", "--max-wait-ms", "300", "--max-batch", "64")
+    live = LiveServer(folder, "--max-queue", "4")
     try:
+        refused = live.post("/v1/generate/batch", {"windows": [["i3"]] * 5})
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.json()["error"].startswith("overloaded: 0 devices are waiting (limit 4)")
+        assert live.post("/v1/generate/batch", {"windows": [["i3"]] * 4}).status_code == 200
         with ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(lambda i: live.post("/v1/generate", {"window": ["i3"]}), range(8)))
-        statuses = sorted(response.status_code for response in responses)
-        assert set(statuses) == {200, 503} and statuses.count(200) <= 2
-        refused = next(response for response in responses if response.status_code == 503)
-        assert refused.headers["Retry-After"] == "1" and "overloaded" in refused.json()["error"]
-        assert live.post("/v1/generate", {"window": ["i3"]}).status_code == 200
+            statuses = set(pool.map(lambda i: live.post("/v1/generate/batch", {"windows": [["i3"]] * 3}).status_code, range(32)))
+        assert statuses <= {200, 503}
+        assert live.metric('duet_http_requests_total{endpoint="batch",status="503"}') >= 1
     finally:
         live.stop()
 

@@ -112,7 +112,8 @@ def create_app(settings):
         start = time.perf_counter()
         try:
             authorise(request)
-            windows, dtype = parse(parse_json(await read_body(request)))
+            with batcher.expect():
+                windows, dtype = parse(parse_json(await read_body(request)))
             metrics.QUEUED.set(batcher.queued + len(windows))
             payloads = await batcher.submit([window.ids for window in windows], dtype)
             metrics.DEVICES.inc(len(windows))

@@ -2,8 +2,9 @@
 letting latency grow without bound.
 
 Requests wait in one FIFO queue of at most ``max_queue`` devices (a full queue raises
-:class:`QueueFullError`, answered 503 with ``Retry-After``). One task takes the queue's head and, for at most
-``max_wait_ms`` or until ``max_batch`` devices are gathered, whatever arrives next, then runs the generator
+:class:`QueueFullError`, answered 503 with ``Retry-After``). One task takes the queue's head and, while other
+requests are still being read (:meth:`expect`), for at most ``max_wait_ms`` or until ``max_batch`` devices
+are gathered, whatever arrives next; a lone request therefore never waits. Then it runs the generator
 on all of them in a worker thread (onnxruntime releases the GIL, so the event loop keeps reading requests
 meanwhile) and answers each request with its own rows, in the dtype it asked for.
 """
@@ -11,6 +12,7 @@ meanwhile) and answers each request with its own rows, in the dtype it asked for
 import asyncio
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 
 
@@ -45,6 +47,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.on_batch = on_batch or (lambda size: None)
         self.queued = 0
+        self.expected = 0
         self._jobs = deque()
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duet-generator")
@@ -57,6 +60,16 @@ class MicroBatcher:
         if self._task is not None:
             self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @contextmanager
+    def expect(self):
+        """Mark a request being read: a batch waits (up to ``max_wait_ms``) for requests marked so."""
+        self.expected += 1
+        try:
+            yield
+        finally:
+            self.expected -= 1
+            self._arrived.set()
 
     async def submit(self, windows, dtype):
         """Payloads for ``windows`` (lists of internal item ids), generated in some batch."""
@@ -73,6 +86,7 @@ class MicroBatcher:
         while not self._jobs:
             self._arrived.clear()
             await self._arrived.wait()
+        await asyncio.sleep(0)  # let requests whose bytes have already arrived reach the queue first
         batch = [self._jobs.popleft()]
         size = len(batch[0].windows)
         deadline = time.monotonic() + self.max_wait
@@ -85,7 +99,7 @@ class MicroBatcher:
                 size += len(job.windows)
                 continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self.expected == 0:
                 break
             self._arrived.clear()
             try:
