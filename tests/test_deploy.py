@@ -185,3 +185,17 @@ def test_a_bundle_that_does_not_reproduce_the_model_is_refused(tmp_path, monkeyp
     with pytest.raises(BundleError, match="does not reproduce the PyTorch model"):
         exported_bundle(str(tmp_path), "SASRec")
     assert not os.path.exists(tmp_path / "bundle" / "manifest.json")
+
+
+def test_the_head_encoder_reads_the_same_state_as_a_packed_gru(tiny_config_dict):
+    """The generator reads the GRU output at each window's last real position instead of packing the
+    sequence (which neither ONNX exporter handles): the device codes must equal the packed GRU's."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    _, _, model = build_pipeline(tiny_config_dict)
+    generator = model.generator
+    window_emb = torch.randn(5, 4, 16)
+    window_len = torch.tensor([1, 4, 2, 3, 4])
+    packed = pack_padded_sequence(window_emb, window_len, batch_first=True, enforce_sorted=False)
+    _, last_state = generator.head_encoder(packed)
+    torch.testing.assert_close(generator.encode(window_emb, window_len), last_state[-1], atol=1e-6, rtol=0)
