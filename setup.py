@@ -16,9 +16,10 @@ INSTALL_REQUIRES = [
     # RecBole 1.2.1 crashes on numpy 2 (np.float_ aliases); recbole_duet.compat restores what it needs, so
     # both major versions work.
     "numpy>=1.24,<3",
-    # pandas 3 makes `df[col].fillna(..., inplace=True)` a silent no-op, which RecBole uses to fill missing
-    # feature values (DIN then fails on NaN). Stay on 2.x until RecBole is fixed upstream.
-    "pandas>=2.0,<3",
+    # pandas 3 makes RecBole's `df[col].fillna(..., inplace=True)` a silent no-op (DIN then fails on NaN) and
+    # `Series.agg(len)` no longer works row by row (sequence features fail to load); recbole_duet.compat mends
+    # both, so 2.x and 3.x work.
+    "pandas>=2.0,<4",
     # Config files are yaml; RecBole already needs it, we load our own property files with it.
     "pyyaml>=6.0",
 ]

@@ -1,8 +1,79 @@
-"""results.md (mean +- std over seeds) and the two PNG plots of a benchmark run."""
+"""results.md (mean +- std over seeds, paired comparisons with bootstrap CIs) and the PNG plots of a run."""
 
 import statistics
 
+from paired import compare
+from per_user import load_per_user
+
 REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
+
+
+PAIRED_METRICS = ["ndcg@10", "recall@10"]
+COMPARATORS = ["{backbone}", "Base-{backbone}", "Layers-{backbone}", "Finetune-{backbone}", "FinetuneAll-{backbone}"]
+
+
+def _decider(record):
+    """The model whose validation chooses this record's learning rate: DUET-X for its whole family."""
+    family, _, backbone = record["model"].partition("-")
+    return f"DUET-{backbone}" if family in ("DUET", "Base", "Finetune", "FinetuneAll") and backbone else record["model"]
+
+
+def selected_records(records):
+    """One record per (dataset, model, seed): where a learning-rate grid ran, the rate chosen on validation."""
+    best_rate = {}
+    for record in records:
+        key = (record["dataset"], record["model"], record["seed"])
+        score = record["valid"].get("ndcg@10", 0.0)
+        if key not in best_rate or score > best_rate[key][0]:
+            best_rate[key] = (score, record.get("learning_rate"))
+    chosen = []
+    for record in records:
+        decider = best_rate.get((record["dataset"], _decider(record), record["seed"]))
+        if decider is None or record.get("learning_rate") == decider[1]:
+            chosen.append(record)
+    return chosen
+
+
+def paired_comparisons(records, folder):
+    """DUET-X against each comparator of X, per metric, from the per-user files (records without are skipped)."""
+    runs = {}
+    for record in records:
+        per_user = load_per_user(folder, record)
+        if per_user is not None:
+            runs.setdefault(record["model"], {})[record["seed"]] = per_user
+    comparisons = []
+    for model in sorted(runs):
+        if not model.startswith("DUET-"):
+            continue
+        backbone = model[len("DUET-") :]
+        for other in (pattern.format(backbone=backbone) for pattern in COMPARATORS):
+            for metric in PAIRED_METRICS:
+                result = compare(runs[model], runs.get(other, {}), metric)
+                if result is not None:
+                    comparisons.append({"first": model, "second": other, **result})
+    return comparisons
+
+
+def paired_lines(records, folder):
+    """The markdown section of paired comparisons (empty when no record kept per-user metrics)."""
+    comparisons = paired_comparisons(records, folder)
+    if not comparisons:
+        return []
+    lines = [
+        "Paired comparisons over the same test users (difference = first - second; 95% bootstrap CI with users "
+        "resampled within each seed, pooled over seeds; p from the paired t-test; ratio of means per seed):",
+        "",
+        "| first | second | metric | mean difference | 95% CI | p | per-seed ratios |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        ratios = ", ".join(f"{seed}: {ratio:.3f}" for seed, ratio in zip(c["seeds"], c["ratios"]))
+        low, high = c["ci95"]
+        lines.append(
+            f"| {c['first']} | {c['second']} | {c['metric']} | {c['mean_difference']:+.4f} | "
+            f"[{low:+.4f}, {high:+.4f}] | {c['p_value']:.2g} | {ratios} |"
+        )
+    return lines + [""]
 
 
 def mean_std(values):
@@ -24,13 +95,14 @@ def summary_table(records, models):
     """One row per model: test metrics, valid NDCG@10, epochs, seconds per epoch, adaptation costs."""
     metrics = [m for m in REPORTED_METRICS if all(m in r["test"] for r in records)]
     header = ["model", "seeds"] + [f"test {m}" for m in metrics]
-    header += ["valid ndcg@10", "epochs", "s/epoch", "adapt ms/device", "payload KiB"]
+    header += ["valid ndcg@10", "epochs", "s/epoch", "wall s", "adapt ms/device", "payload KiB"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, rows in _by_model(records, models).items():
         cells = [name, str(len(rows))] + [_cell(rows, lambda r, m=m: r["test"][m]) for m in metrics]
         cells.append(_cell(rows, lambda r: r["valid"].get("ndcg@10")))
         cells.append(_cell(rows, lambda r: r["epochs"], "%.1f ± %.1f"))
         cells.append(_cell(rows, lambda r: r["epoch_seconds"], "%.1f ± %.1f"))
+        cells.append(_cell(rows, lambda r: r.get("wall_seconds"), "%.0f ± %.0f"))
         cells.append(_cell(rows, lambda r: adaptation_ms(r), "%.3g ± %.2g"))
         cells.append(_cell(rows, lambda r: r["adaptation"]["payload_bytes"] / 1024 if "adaptation" in r else None, "%.1f ± %.1f"))
         lines.append("| " + " | ".join(cells) + " |")
@@ -38,7 +110,10 @@ def summary_table(records, models):
 
 
 def adaptation_ms(record):
-    """A device's wait: generation p50 for DUET, tuning time for Finetune, nothing for the others."""
+    """A device's wait: generation p50 for DUET, tuning time for Finetune, tuning and scoring time for
+    FinetuneAll (its test pass per user), nothing for the others."""
+    if record["model"].startswith("FinetuneAll-"):
+        return record.get("test_ms_per_user")
     adaptation = record.get("adaptation")
     if adaptation is None:
         return None
@@ -63,7 +138,8 @@ def ratio_lines(records):
 
 def write_plots(records, models, folder):
     """``metrics.png``: NDCG@10 and Recall@10 with error bars; ``accuracy_vs_time.png``: NDCG@10 against a
-    device's adaptation time (log scale), in the spirit of the paper's Fig. 1(d)."""
+    device's adaptation time (log scale), in the spirit of the paper's Fig. 1(d); ``paired_ci.png``: DUET's
+    paired NDCG@10 difference to each comparator with its 95% bootstrap CI (when per-user metrics exist)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,4 +173,19 @@ def write_plots(records, models, folder):
     axis.legend()
     figure.tight_layout()
     figure.savefig(f"{folder}/accuracy_vs_time.png", dpi=120)
+    plt.close(figure)
+
+    comparisons = [c for c in paired_comparisons(records, folder) if c["metric"] == "ndcg@10"]
+    if not comparisons:
+        return
+    figure, axis = plt.subplots(figsize=(7, 0.5 * len(comparisons) + 1.5))
+    for row, c in enumerate(comparisons):
+        low, high = c["ci95"]
+        axis.errorbar([c["mean_difference"]], [row], xerr=[[c["mean_difference"] - low], [high - c["mean_difference"]]], fmt="o", capsize=4)
+    axis.axvline(0.0, color="grey", linewidth=1)
+    axis.set_yticks(range(len(comparisons)))
+    axis.set_yticklabels([f"{c['first']} - {c['second']}" for c in comparisons])
+    axis.set_xlabel("test NDCG@10 difference, paired over users (95% bootstrap CI)")
+    figure.tight_layout()
+    figure.savefig(f"{folder}/paired_ci.png", dpi=120)
     plt.close(figure)

@@ -5,14 +5,22 @@
         --out benchmarks/results/ml-100k-quick
 
 Model names: any RecBole model (trained as RecBole would); ``DUET-<backbone>`` (``model: DUET``);
-``Base-<backbone>`` and ``Finetune-<backbone>``: the same trained DUET model scored with its global
-(UMN) layers, or with each device fine-tuning them on its own window (``duet_inference: global`` /
-``finetune``) -- one DUET training serves the three rows. Every model gets the same data, split
-(LS valid_and_test, time-ordered), evaluation, budget and early stopping (on valid NDCG@10); DUET's best
-checkpoint is chosen with its generated layers.
+``Base-<backbone>``, ``Finetune-<backbone>`` and ``FinetuneAll-<backbone>``: the same trained DUET model
+scored with its global (UMN) layers, with each device fine-tuning them on its own window, or fine-tuning every
+backbone parameter too (``duet_inference: global`` / ``finetune``, ``finetune_scope: dynamic`` / ``all``) --
+one DUET training serves these rows; ``Layers-<backbone>``: the backbone with the same
+extra (dynamic) layers trained as ordinary global layers, without a generator (its own training). Every
+model gets the same data, split (LS valid_and_test, time-ordered), evaluation, budget and early stopping
+(on valid NDCG@10); DUET's best checkpoint is chosen with its generated layers.
 
-Results are appended to ``<out>/results.json`` after every (model, seed), so a stopped run resumes
-without redoing finished pairs; ``results.md`` and two PNG plots are rewritten at the end.
+Learning rate: with ``--lr-grid`` (the standard suite's default) every training of the first seed runs once
+per rate, and each later seed uses the rate whose first-seed run had the best valid NDCG@10 for that training
+(the DUET member decides for its family); tables report, per model and seed, the run at the chosen rate.
+
+Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
+record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
+finished trainings and paired statistics never need a retraining; ``results.md`` (with paired bootstrap CIs)
+and the PNG plots are rewritten at the end.
 """
 
 import argparse
@@ -20,6 +28,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 import torch
 import yaml
@@ -28,7 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from adaptation import measure_adaptation  # noqa: E402
-from report import ratio_lines, summary_table, write_plots  # noqa: E402
+from per_user import evaluate_per_user, save_per_user  # noqa: E402
+from report import paired_lines, ratio_lines, selected_records, summary_table, write_plots  # noqa: E402
 
 from recbole_duet.config import Config  # noqa: E402
 from recbole_duet.quick_start import run_experiment  # noqa: E402
@@ -43,77 +53,114 @@ PROTOCOL = {
     "show_progress": False,
 }
 SUITES = {
-    # quick: a higher learning rate than RecBole's 0.001 so that 5 epochs on a CPU get somewhere.
+    # quick: a smoke profile; a higher learning rate than RecBole's 0.001 so that 5 epochs on a CPU get somewhere.
     "quick": {"MAX_ITEM_LIST_LENGTH": 10, "epochs": 5, "stopping_step": 2, "learning_rate": 0.005},
+    # standard: trained to convergence (patience 5, a cap that should rarely be hit); histories of 20 while the
+    # generator's window stays at DUET's default 10, so the window is the newest part of the history.
+    "standard": {"MAX_ITEM_LIST_LENGTH": 20, "epochs": 100, "stopping_step": 5},
     "full": {"MAX_ITEM_LIST_LENGTH": 50, "epochs": 300, "stopping_step": 10},
 }
+SUITE_LR_GRIDS = {"standard": [0.001, 0.003]}
 FIRST_SEED = 2020
-DUET_FAMILY = {"DUET": "generated", "Base": "global", "Finetune": "finetune"}
+# Members of a DUET family share one training; each is scored with its own inference settings.
+DUET_FAMILY = {
+    "DUET": {"inference": "generated"},
+    "Base": {"inference": "global"},
+    "Finetune": {"inference": "finetune", "finetune_scope": "dynamic"},
+    "FinetuneAll": {"inference": "finetune", "finetune_scope": "all"},
+}
+LAYERS_FAMILY = "Layers"  # trained on its own, with duet_inference: global (no generator)
 
 
 def split_name(name):
     """``'Finetune-SASRec'`` -> ``('Finetune', 'SASRec')``; a RecBole model name -> ``(None, name)``."""
     family, _, backbone = name.partition("-")
-    return (family, backbone) if family in DUET_FAMILY and backbone else (None, name)
+    return (family, backbone) if family in (*DUET_FAMILY, LAYERS_FAMILY) and backbone else (None, name)
 
 
 def plain(metrics):
     return {key: float(value) for key, value in metrics.items()}
 
 
-def evaluate_as(trainer, data, inference):
-    """Valid and test results of the trained DUET model scored with another ``duet_inference``."""
-    trainer.model.inference = inference
-    _, valid_data, test_data = data
-    return plain(trainer.evaluate(valid_data, load_best_model=False)), plain(trainer.evaluate(test_data, load_best_model=False))
+class Harness:
+    """Runs trainings for one dataset and output folder, and turns each into result records."""
 
+    def __init__(self, args):
+        self.args = args
 
-def train(model, overrides, seed, args):
-    config_dict = {**PROTOCOL, **SUITES[args.suite], **args.overrides, **overrides, "seed": seed}
-    if args.data_path:
-        config_dict["data_path"] = args.data_path
-    config = Config(model=model, dataset=args.dataset, config_dict=config_dict)
-    return config_dict, run_experiment(config, saved=True)
+    def train(self, model, overrides, seed, learning_rate):
+        config_dict = {**PROTOCOL, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
+        if learning_rate is not None:
+            config_dict["learning_rate"] = learning_rate
+        if self.args.data_path:
+            config_dict["data_path"] = self.args.data_path
+        start = time.perf_counter()
+        run = run_experiment(Config(model=model, dataset=self.args.dataset, config_dict=config_dict), saved=True)
+        run["wall_seconds"] = time.perf_counter() - start
+        return config_dict, run
 
+    def record(self, name, backbone, seed, config_dict, run, valid):
+        """A result record; its test metrics are re-evaluated with per-user metrics kept (same checkpoint)."""
+        start = time.perf_counter()
+        test, per_user = evaluate_per_user(run["trainer"], run["data"][2])
+        test_seconds = time.perf_counter() - start
+        lr = config_dict.get("learning_rate")
+        label = f"{self.args.dataset}-{name}-{seed}" + ("" if lr is None else f"-lr{lr}")
+        return {
+            "dataset": self.args.dataset,
+            "model": name,
+            "backbone": backbone,
+            "seed": seed,
+            "suite": self.args.suite,
+            "learning_rate": lr,
+            "config": config_dict,
+            "valid": valid,
+            "test": plain(test),
+            "epochs": run["epochs"],
+            "epoch_seconds": run["fit_seconds"] / max(run["epochs"], 1),
+            "wall_seconds": run["wall_seconds"],
+            "test_ms_per_user": 1000 * test_seconds / len(per_user["users"]),
+            "stopped_early": run["epochs"] < config_dict["epochs"],
+            "per_user_file": save_per_user(self.args.out, label, per_user),
+        }
 
-def record(name, backbone, seed, args, config_dict, run, valid, test):
-    return {
-        "dataset": args.dataset,
-        "model": name,
-        "backbone": backbone,
-        "seed": seed,
-        "suite": args.suite,
-        "config": config_dict,
-        "valid": valid,
-        "test": test,
-        "epochs": run["epochs"],
-        "epoch_seconds": run["fit_seconds"] / max(run["epochs"], 1),
-    }
+    def run_plain(self, name, seed, learning_rate):
+        config_dict, run = self.train(name, {}, seed, learning_rate)
+        valid = plain(run["result"]["best_valid_result"])
+        return [self.record(name, name, seed, config_dict, run, valid)]
 
+    def run_layers(self, backbone, seed, learning_rate):
+        config_dict, run = self.train("DUET", {"backbone": backbone, "duet_inference": "global"}, seed, learning_rate)
+        valid = plain(run["result"]["best_valid_result"])
+        return [self.record(f"{LAYERS_FAMILY}-{backbone}", backbone, seed, config_dict, run, valid)]
 
-def run_plain(name, seed, args):
-    config_dict, run = train(name, {}, seed, args)
-    result = run["result"]
-    return [record(name, name, seed, args, config_dict, run, plain(result["best_valid_result"]), plain(result["test_result"]))]
+    def run_duet_family(self, backbone, families, seed, learning_rate):
+        """Train DUET once; record the requested families among DUET-, Base- and Finetune-<backbone>."""
+        config_dict, run = self.train("DUET", {"backbone": backbone}, seed, learning_rate)
+        trainer = run["trainer"]
+        adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat)
+        records = []
+        for family in families:
+            for attribute, value in DUET_FAMILY[family].items():
+                setattr(trainer.model, attribute, value)
+            if family == "DUET":
+                valid = plain(run["result"]["best_valid_result"])
+            else:
+                valid = plain(trainer.evaluate(run["data"][1], load_best_model=False))
+            entry = self.record(f"{family}-{backbone}", backbone, seed, config_dict, run, valid)
+            if family in ("DUET", "Finetune"):
+                entry["adaptation"] = adaptation
+            records.append(entry)
+        return records
 
-
-def run_duet_family(backbone, members, seed, args):
-    """Train DUET once; record the requested members among DUET-, Base- and Finetune-<backbone>."""
-    config_dict, run = train("DUET", {"backbone": backbone}, seed, args)
-    trainer = run["trainer"]
-    adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat)
-    records = []
-    for family in members:
-        if family == "DUET":
-            result = run["result"]
-            valid, test = plain(result["best_valid_result"]), plain(result["test_result"])
-        else:
-            valid, test = evaluate_as(trainer, run["data"], DUET_FAMILY[family])
-        entry = record(f"{family}-{backbone}", backbone, seed, args, config_dict, run, valid, test)
-        if family != "Base":
-            entry["adaptation"] = adaptation
-        records.append(entry)
-    return records
+    def run_job(self, job, seed, learning_rate):
+        kind, name, members = job
+        if kind == "plain":
+            return self.run_plain(name, seed, learning_rate)
+        if kind == "layers":
+            return self.run_layers(name, seed, learning_rate)
+        families = [split_name(member)[0] for member in members]
+        return self.run_duet_family(name, families, seed, learning_rate)
 
 
 def load_records(path):
@@ -130,45 +177,89 @@ def write_json_atomically(path, value):
     os.replace(temporary, path)
 
 
-def pending_jobs(models, seeds, dataset, records):
-    """(job, seed) pairs still to run: one job per plain model, one per DUET backbone family."""
-    done = {(r["dataset"], r["model"], r["seed"]) for r in records}
-    jobs = []
-    for seed in seeds:
-        families = {}
-        for name in models:
-            family, backbone = split_name(name)
-            if (dataset, name, seed) in done:
-                continue
-            if family is None:
-                jobs.append((("plain", name, None), seed))
+def training_jobs(models):
+    """The trainings behind ``models``: ``(kind, name, members)``, one per plain model, Layers-X, DUET family."""
+    jobs, families = [], {}
+    for name in models:
+        family, backbone = split_name(name)
+        if family is None:
+            jobs.append(("plain", name, (name,)))
+        elif family == LAYERS_FAMILY:
+            jobs.append(("layers", backbone, (name,)))
+        else:
+            families.setdefault(backbone, []).append(f"{family}-{backbone}")
+    return jobs + [("duet", backbone, tuple(members)) for backbone, members in families.items()]
+
+
+def chosen_learning_rate(job, records, dataset, first_seed):
+    """The grid rate whose first-seed run had the best valid NDCG@10 (DUET-X decides for its family)."""
+    kind, name, members = job
+    for decider in ([f"DUET-{name}"] if kind == "duet" else []) + list(members):
+        runs = [r for r in records if (r["dataset"], r["model"], r["seed"]) == (dataset, decider, first_seed)]
+        if runs:
+            return max(runs, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]
+    raise RuntimeError(f"no first-seed run of {'/'.join(members)} to choose a learning rate from")
+
+
+def pending_jobs(models, seeds, dataset, records, lr_grid):
+    """``(job, seed, learning_rate)`` still to run, each job naming only its members not yet recorded (a family
+    member added later retrains its family, same seed, and records just itself); ``learning_rate`` None means the
+    suite's rate, or, with a grid, the rate chosen on the first seed."""
+    done = {(r["dataset"], r["model"], r["seed"], r.get("learning_rate")) for r in records}
+    done_any_rate = {key[:3] for key in done}
+    pending = []
+    for position, seed in enumerate(seeds):
+        for kind, name, members in training_jobs(models):
+            if lr_grid and position == 0:
+                for lr in lr_grid:
+                    missing = tuple(m for m in members if (dataset, m, seed, lr) not in done)
+                    pending += [((kind, name, missing), seed, lr)] if missing else []
             else:
-                families.setdefault(backbone, []).append(family)
-        jobs += [(("duet", backbone, tuple(members)), seed) for backbone, members in families.items()]
-    return jobs
+                missing = tuple(m for m in members if (dataset, m, seed) not in done_any_rate)
+                pending += [((kind, name, missing), seed, None)] if missing else []
+    return pending
 
 
-def write_report(records, args):
-    table = summary_table(records, args.models)
+def plots_available():
+    """Whether matplotlib (the ``bench`` extra) imports: checked before the first model trains, not after the last."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            "warning: matplotlib is not installed (pip install 'recbole-duet[bench]'): results.json and results.md "
+            "will be written, the plots skipped",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True
+
+
+def write_report(records, args, plots=True):
+    reported = selected_records(records)
+    table = summary_table(reported, args.models)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     settings = {**PROTOCOL, **SUITES[args.suite], **args.overrides}
+    rates = f" Learning-rate grid (first seed, chosen on valid NDCG@10): {args.lr_grid}." if args.lr_grid else ""
     lines = [
         f"# {args.dataset}, suite '{args.suite}'",
         "",
-        f"Machine: {machine}. Seeds: {sorted({r['seed'] for r in records})}.",
+        f"Machine: {machine}. Seeds: {sorted({r['seed'] for r in reported})}.{rates}",
         "",
         f"Settings on top of RecBole's and each model's defaults: `{json.dumps(settings)}`",
         "",
         table,
         "",
+        *paired_lines(reported, args.out),
         "Side-by-side ratios (same seed, same run):",
         "",
-        *ratio_lines(records),
+        *ratio_lines(reported),
         "",
     ]
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as file:
         file.write("\n".join(lines))
-    write_plots(records, args.models, args.out)
+    if plots:
+        write_plots(reported, args.models, args.out)
     print(table)
 
 
@@ -180,8 +271,13 @@ def parse_args():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["SASRec", "DUET-SASRec", "GRU4Rec", "DUET-GRU4Rec"])
     parser.add_argument("--config-files", nargs="*", default=[], help="yaml overrides applied to every model")
+    parser.add_argument(
+        "--lr-grid", nargs="*", type=float, default=None, help="learning rates tried on the first seed (default: the suite's)"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.lr_grid is None:
+        args.lr_grid = SUITE_LR_GRIDS.get(args.suite, [])
     args.overrides = {}
     for path in args.config_files:
         with open(path, encoding="utf-8") as file:
@@ -196,15 +292,18 @@ def main():
     results_path = os.path.join(args.out, "results.json")
     records = load_records(results_path)
     seeds = [FIRST_SEED + i for i in range(args.seeds)]
-    jobs = pending_jobs(args.models, seeds, args.dataset, records)
+    jobs = pending_jobs(args.models, seeds, args.dataset, records, args.lr_grid)
+    plots = plots_available()
     print(f"{len(jobs)} training runs to do, results in {results_path}", flush=True)
-    for position, ((kind, name, members), seed) in enumerate(jobs, start=1):
-        label = name if kind == "plain" else "/".join(f"{m}-{name}" for m in members)
-        print(f"[{position}/{len(jobs)}] {label}, seed {seed}", flush=True)
-        new = run_plain(name, seed, args) if kind == "plain" else run_duet_family(name, members, seed, args)
-        records += new
+    harness = Harness(args)
+    for position, (job, seed, learning_rate) in enumerate(jobs, start=1):
+        if learning_rate is None and args.lr_grid:
+            learning_rate = chosen_learning_rate(job, records, args.dataset, seeds[0])
+        rate = "" if learning_rate is None else f", learning rate {learning_rate}"
+        print(f"[{position}/{len(jobs)}] {'/'.join(job[2])}, seed {seed}{rate}", flush=True)
+        records += harness.run_job(job, seed, learning_rate)
         write_json_atomically(results_path, records)
-    write_report(records, args)
+    write_report(records, args, plots)
 
 
 if __name__ == "__main__":

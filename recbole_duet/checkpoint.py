@@ -10,6 +10,8 @@ import json
 import os
 import tempfile
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from recbole_duet.errors import CheckpointError
@@ -20,6 +22,41 @@ CHECKPOINT_FORMAT = "recbole-duet-checkpoint-v1"
 def config_to_json(config):
     """Serialise a RecBole Config's values; enums, devices and other objects become their ``str``."""
     return json.dumps(config.final_config_dict, default=str, sort_keys=True)
+
+
+def encode_other_parameters(parameters):
+    """A model's ``other_parameter()`` with numpy arrays and scipy sparse matrices stored as tensors.
+
+    RecBole's non-neural models keep what they learnt there (ItemKNN's similarity matrix, EASE's item weights),
+    and pickled numpy/scipy objects are not allowed by ``weights_only=True``.
+    """
+    return {name: _encode(value) for name, value in parameters.items()}
+
+
+def decode_other_parameters(parameters):
+    """Inverse of :func:`encode_other_parameters`."""
+    return {name: _decode(value) for name, value in (parameters or {}).items()}
+
+
+def _encode(value):
+    if isinstance(value, np.ndarray):
+        return {"numpy": torch.from_numpy(np.ascontiguousarray(value))}
+    if sp.issparse(value):
+        csr = value.tocsr()
+        arrays = {key: torch.from_numpy(getattr(csr, key)) for key in ("data", "indices", "indptr")}
+        return {"scipy_sparse": value.format, "shape": list(csr.shape), **arrays}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict) and "numpy" in value:
+        return value["numpy"].numpy()
+    if isinstance(value, dict) and "scipy_sparse" in value:
+        arrays = tuple(value[key].numpy() for key in ("data", "indices", "indptr"))
+        return sp.csr_matrix(arrays, shape=tuple(value["shape"])).asformat(value["scipy_sparse"])
+    return value
 
 
 def save_checkpoint(state, path):

@@ -10,9 +10,15 @@ import os
 import sys
 from functools import partial
 
-from recbole_duet.errors import CheckpointError, ConfigError, DatasetNotFoundError
+from recbole_duet.errors import (
+    CheckpointError,
+    ConfigError,
+    ConfigFileError,
+    DatasetNotFoundError,
+    MissingDependencyError,
+)
 
-USER_ERRORS = (ConfigError, DatasetNotFoundError, CheckpointError)
+USER_ERRORS = (ConfigError, ConfigFileError, DatasetNotFoundError, CheckpointError, MissingDependencyError)
 
 
 def _add_experiment_arguments(parser):

@@ -11,9 +11,16 @@ What it adds to ``recbole.config.Config``:
 * The plugin's ``properties/dataset/<name>.yaml`` (e.g. ml-1m) is applied when it exists.
 * ``model`` and ``dataset`` default to DUET and ml-100k; ml-100k is read from ``data_path`` when the user
   keeps a copy there, else from the copy inside the recbole wheel.
-* Sequential models with ``loss_type: CE`` default to no training negatives (RecBole refuses to start
-  otherwise, because ``overall.yaml`` asks for one).
-* numpy 2 aliases RecBole still reads are restored (:mod:`recbole_duet.compat`).
+* ``detect_anomaly`` (default ``False``, every model): importing RecBole's sequential models switches autograd's
+  anomaly mode on for the whole process (``sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at import),
+  which slows every training step by up to half; :func:`recbole_duet.quick_start.prepare_experiment` sets the
+  mode from this key instead.
+* Sequential models with ``loss_type: CE`` default to no training negatives where RecBole would refuse to start
+  otherwise (``overall.yaml`` asks for one); models that declare their own input type (RepeatNet, SINE, ...)
+  keep RecBole's training negative.
+* Model names are looked up without importing LightGBM/XGBoost (:mod:`recbole_duet.registry`), and a missing
+  or malformed config file is reported by name (and line).
+* What RecBole breaks on today's numpy, scipy and pandas is mended in memory (:mod:`recbole_duet.compat`).
 * Distributed runs (``local_rank`` set) use gloo on CPU and NCCL on GPUs, where RecBole 1.2.1 hard-codes NCCL
   and ``cuda:<local_rank>`` (:mod:`recbole_duet.distributed`).
 """
@@ -24,16 +31,19 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
-from recbole_duet.compat import install_numpy_aliases
+from recbole_duet.compat import install_compatibility
 from recbole_duet.distributed import init_process_group, is_rank_zero
-from recbole_duet.errors import ConfigError
+from recbole_duet.errors import ConfigError, ConfigFileError
 from recbole_duet.model import DUETBase, duet_class
 from recbole_duet.model.settings import validate_duet_settings
+from recbole_duet.registry import get_model
 
 DEFAULT_MODEL = "DUET"
 DEFAULT_DATASET = "ml-100k"
 # RecBole loads these quick-start files for a model named DIN; DUET(DIN) gets the same protocol.
 DIN_QUICK_START = ("sequential_DIN.yaml", "sequential_DIN_on_{dataset}.yaml")
+# Keys the plugin adds for every model (RecBole's or DUET), below every yaml and command-line value.
+PLUGIN_DEFAULTS = {"detect_anomaly": False}
 
 
 def properties_dir():
@@ -54,7 +64,24 @@ class Config(RecBoleConfig):
     """Drop-in replacement for ``recbole.config.Config`` (same arguments, same behaviour otherwise)."""
 
     def compatibility_settings(self):
-        install_numpy_aliases()
+        install_compatibility()
+
+    def _load_config_files(self, file_list):
+        """RecBole's, one file at a time, so that a missing or malformed file is named (with the line at fault)."""
+        file_config_dict = {}
+        for path in file_list or ():
+            if not os.path.isfile(path):
+                raise ConfigFileError(f"Config file '{path}' does not exist (--config_files: space-separated paths).")
+            try:
+                file_config_dict.update(super()._load_config_files([path]))
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                line = f" line {mark.line + 1}" if mark else ""
+                problem = getattr(error, "problem", error)
+                raise ConfigFileError(f"Config file '{path}'{line} is not valid yaml: {problem}.") from None
+            except (TypeError, ValueError):
+                raise ConfigFileError(f"Config file '{path}' must hold 'key: value' lines.") from None
+        return file_config_dict
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
@@ -66,7 +93,7 @@ class Config(RecBoleConfig):
                 self.duet_defaults = yaml.load(file.read(), Loader=self.yaml_loader)
             backbone = self.external_config_dict.get("backbone", self.duet_defaults["backbone"])
             return DEFAULT_MODEL, duet_class(backbone), dataset
-        return super()._get_model_and_dataset(model, dataset)
+        return super()._get_model_and_dataset(get_model(model) if isinstance(model, str) else model, dataset)
 
     def _load_yaml_if_present(self, *parts):
         path = os.path.join(*parts)
@@ -74,6 +101,7 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        self.internal_config_dict.update(PLUGIN_DEFAULTS)
         if issubclass(model_class, DUETBase):
             self._load_duet_defaults(dataset)
         dataset_config = self._load_yaml_if_present(properties_dir(), "dataset", f"{dataset}.yaml")
@@ -93,9 +121,12 @@ class Config(RecBoleConfig):
 
     def _get_final_config_dict(self):
         final_config_dict = super()._get_final_config_dict()
+        if not isinstance(final_config_dict["detect_anomaly"], bool):
+            raise ConfigError("detect_anomaly", final_config_dict["detect_anomaly"], "true or false")
         if (
             final_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL
             and final_config_dict.get("loss_type") == "CE"
+            and not hasattr(self.model_class, "input_type")  # RecBole checks CE against negatives only then
             and "train_neg_sample_args" not in self.external_config_dict
         ):
             final_config_dict["train_neg_sample_args"] = None

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from logging import getLogger
 
 import yaml
+from recbole.utils import ModelType
 from recbole.utils.url import download_url, extract_zip, rename_atomic_files
 
 from recbole_duet.config import recbole_properties_dir
@@ -67,6 +68,7 @@ def ensure_dataset_files(config):
     """
     if not config["benchmark_filename"]:
         _ensure_inter_file(config)
+        _load_time_field_if_needed(config)
     for suffix, fields in (config["load_col"] or {}).items():
         _check_columns(config, suffix, fields)
 
@@ -94,6 +96,36 @@ def _check_columns(config, suffix, fields):
             f"Field '{missing[0]}' of load_col['{suffix}'] is not a column of '{path}' "
             f"(its columns: {columns}). Add the column or remove the field from load_col."
         )
+
+
+def _orders_by_time(config):
+    return config["MODEL_TYPE"] == ModelType.SEQUENTIAL or config["eval_args"]["order"] == "TO"
+
+
+def _load_time_field_if_needed(config):
+    """Add ``TIME_FIELD`` to ``load_col['inter']`` when the run orders interactions by time and the file has it.
+
+    RecBole's default ``load_col`` is ``{inter: [user_id, item_id]}``, so on a custom dataset a sequential model
+    (or ``order: TO``) dies with "[timestamp] is not exist in interaction", the error RecBole's users report
+    most. A file without the column is reported by name, with the columns it has.
+    """
+    load_col, time_field = config["load_col"], config["TIME_FIELD"]
+    inter_fields = (load_col or {}).get("inter")
+    if not time_field or inter_fields is None or time_field in inter_fields or not _orders_by_time(config):
+        return
+    dataset, path = config["dataset"], os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    columns = _atomic_file_columns(path, config["field_separator"])
+    if time_field not in columns:
+        raise DatasetNotFoundError(
+            f"Model '{config['model']}' orders each user's interactions by time, but '{path}' has no time column "
+            f"'{time_field}' (its columns: {columns}). Add a '{time_field}:float' column, or set TIME_FIELD to "
+            "the name of the time column."
+        )
+    config["load_col"] = {**load_col, "inter": [*inter_fields, time_field]}
+    getLogger().info(
+        f"load_col['inter'] did not name the time field '{time_field}' that '{dataset}.inter' has and "
+        f"model '{config['model']}' orders by: loading it too."
+    )
 
 
 def _ensure_inter_file(config):

@@ -15,3 +15,11 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, torn, or holds something other than tensors and plain values."""
+
+
+class ConfigFileError(ValueError):
+    """A ``--config_files`` file is missing or is not valid yaml."""
+
+
+class MissingDependencyError(ImportError):
+    """A model needs an optional library that is not installed; the message says what to install."""

@@ -11,10 +11,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_environment, init_logger, init_seed, set_color
+from recbole.utils import get_environment, init_seed, set_color
 
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
+from recbole_duet.run_log import init_run_logger, plain_metrics
 from recbole_duet.trainer import get_trainer
 
 
@@ -110,10 +111,6 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, mode
         dict: ``model`` and what :func:`run_recbole_duet` returns.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    logger = getLogger()
-    for handler in logger.handlers[:]:
-        logger.removeHandler(handler)
-        handler.close()
     return {"model": config["model"], **run_experiment(config, saved=saved)["result"]}
 
 
@@ -127,9 +124,13 @@ def _make_output_folders(config):
 def prepare_experiment(config):
     """RecBole's data pipeline for ``config`` and a freshly initialised model, seeded as RecBole seeds them.
 
+    It also sets autograd's anomaly mode from ``detect_anomaly`` (off unless asked for): RecBole switches it on
+    for the whole process when its sequential models are imported, and it slows training by up to half.
+
     Returns:
         tuple: the filtered dataset, its (train, valid, test) loaders, and the model on ``config['device']``.
     """
+    torch.autograd.set_detect_anomaly(config["detect_anomaly"])
     init_seed(config["seed"], config["reproducibility"])
     ensure_dataset_files(config)
     dataset = create_dataset(config)
@@ -148,7 +149,7 @@ def run_experiment(config, saved=True):
         ``epochs`` (epochs trained).
     """
     _make_output_folders(config)
-    init_logger(config)
+    init_run_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
@@ -164,6 +165,8 @@ def run_experiment(config, saved=True):
     )
     fit_seconds = time.perf_counter() - fit_start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    best_valid_score = float(best_valid_score)
+    best_valid_result, test_result = plain_metrics(best_valid_result), plain_metrics(test_result)
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")

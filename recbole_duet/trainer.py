@@ -19,7 +19,13 @@ from recbole.utils import get_trainer as get_recbole_trainer
 from recbole.utils import set_color
 from torch import nn
 
-from recbole_duet.checkpoint import config_to_json, load_checkpoint, save_checkpoint
+from recbole_duet.checkpoint import (
+    config_to_json,
+    decode_other_parameters,
+    encode_other_parameters,
+    load_checkpoint,
+    save_checkpoint,
+)
 from recbole_duet.distributed import distributed_model, from_rank_zero, is_rank_zero
 from recbole_duet.errors import CheckpointError
 
@@ -41,17 +47,18 @@ class DistributedMixin:
 
 
 def plain_other_parameters(model):
-    """The model's ``other_parameter()`` without submodules.
+    """The model's ``other_parameter()`` without submodules, numpy and scipy values stored as tensors.
 
     RecBole models may list a submodule there (DIN lists its embedding layer); its weights are already in
     the state dict, and pickling the module object would make the checkpoint unloadable with
     ``weights_only=True``.
     """
-    return {name: value for name, value in model.other_parameter().items() if not isinstance(value, nn.Module)}
+    parameters = {name: value for name, value in model.other_parameter().items() if not isinstance(value, nn.Module)}
+    return encode_other_parameters(parameters)
 
 
 class SafeCheckpointMixin:
-    """Replaces the three places where ``Trainer`` pickles or unpickles checkpoints."""
+    """Replaces the places where ``Trainer`` and the pre-training trainers pickle or unpickle checkpoints."""
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not is_rank_zero(self.config):
@@ -78,8 +85,14 @@ class SafeCheckpointMixin:
     def _load_model_state(self, checkpoint_file):
         checkpoint = self._read_checkpoint(checkpoint_file)
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.load_other_parameter(decode_other_parameters(checkpoint.get("other_parameter")))
         return checkpoint
+
+    def save_pretrained_model(self, epoch, saved_model_file):
+        """Pre-training trainers (S3Rec, RaCT): the pre-trained model in the same safe format, which the models'
+        own ``torch.load(pre_model_path)`` opens under torch's ``weights_only`` default."""
+        self._save_checkpoint(epoch, verbose=False, saved_model_file=saved_model_file)
+        self.saved_model_file = saved_model_file
 
     def resume_checkpoint(self, resume_file):
         resume_file = str(resume_file)

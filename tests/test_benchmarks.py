@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from conftest import TINY_MODEL_CONFIG, write_atomic_dataset
@@ -34,10 +35,10 @@ def harness(tmp_path):
     )
     out = tmp_path / "out"
 
-    def run(seeds):
+    def run(seeds, models=MODELS, extra=()):
         command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny"]
-        command += ["--data-path", data_path, "--seeds", str(seeds), "--models", *MODELS]
-        command += ["--config-files", str(overrides), "--out", str(out)]
+        command += ["--data-path", data_path, "--seeds", str(seeds), "--models", *models]
+        command += ["--config-files", str(overrides), "--out", str(out), *extra]
         completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert completed.returncode == 0, completed.stderr[-3000:]
         return completed.stdout, json.loads((out / "results.json").read_text())
@@ -78,3 +79,54 @@ def test_harness_resumes_without_redoing_finished_pairs(harness):
     stdout, more = run(seeds=2)
     assert "2 training runs to do" in stdout
     assert more[: len(first)] == first and {r["seed"] for r in more[len(first) :]} == {2021}
+
+
+def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
+    run, out = harness
+    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "FinetuneAll-SASRec", "Layers-SASRec"]
+    stdout, records = run(seeds=2, models=models, extra=["--lr-grid", "0.0001", "0.01"])
+    assert "9 training runs to do" in stdout  # 3 trainings x 2 rates on the first seed, 3 on the second
+    first_seed = [r for r in records if r["seed"] == 2020]
+    assert sorted((r["model"], r["learning_rate"]) for r in first_seed) == sorted(
+        (m, lr) for m in models for lr in (0.0001, 0.01)
+    )
+    for model in models:
+        decider = "DUET-SASRec" if model in ("Base-SASRec", "FinetuneAll-SASRec") else model
+        candidates = [r for r in first_seed if r["model"] == decider]
+        best = max(candidates, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]
+        (later,) = [r for r in records if r["seed"] == 2021 and r["model"] == model]
+        assert later["learning_rate"] == best and later["config"]["learning_rate"] == best
+    for record in records:
+        assert record["wall_seconds"] > record["epoch_seconds"] > 0 and record["stopped_early"] is False
+        with np.load(out / record["per_user_file"]) as per_user:
+            assert len(per_user["users"]) == len(set(per_user["users"])) == 30  # every tiny user, once
+            for metric in ("ndcg@10", "recall@10"):
+                assert abs(per_user[metric].mean() - record["test"][metric]) < 1e-4  # RecBole rounds to 4 places
+    layers = [r for r in records if r["model"] == "Layers-SASRec"]
+    assert all(r["config"]["duet_inference"] == "global" and "adaptation" not in r for r in layers)
+    markdown = (out / "results.md").read_text()
+    (finetune_all,) = [r for r in records if r["model"] == "FinetuneAll-SASRec" and r["seed"] == 2021]
+    assert finetune_all["test_ms_per_user"] > 0 and f"| FinetuneAll-SASRec | 2 | " in (out / "results.md").read_text()
+    for second in ("SASRec", "Base-SASRec", "Layers-SASRec", "FinetuneAll-SASRec"):
+        assert f"| DUET-SASRec | {second} | ndcg@10 | " in markdown
+    assert (out / "paired_ci.png").read_bytes()[:8] == PNG_MAGIC
+    assert "| SASRec | 2 | " in markdown  # one record per seed: the chosen rate's
+
+
+def test_harness_without_matplotlib_warns_before_training_and_skips_the_plots(tmp_path):
+    hidden = tmp_path / "no-matplotlib" / "matplotlib"  # a matplotlib that fails to import, as if not installed
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    overrides = tmp_path / "tiny.yaml"
+    settings = {**TINY_MODEL_CONFIG, "MAX_ITEM_LIST_LENGTH": 8, "epochs": 1, "state": "INFO"}  # training logs first
+    overrides.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
+    command += ["--data-path", write_atomic_dataset(str(tmp_path / "data")), "--models", "GRU4Rec"]
+    command += ["--config-files", str(overrides), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stderr.startswith("warning: matplotlib is not installed (pip install 'recbole-duet[bench]')")
+    assert "| GRU4Rec | 1 | " in (out / "results.md").read_text() and len(json.loads((out / "results.json").read_text())) == 1
+    assert not (out / "metrics.png").exists()

@@ -54,7 +54,7 @@ def test_plain_recbole_models_resolve_through_the_plugin_config(run_dir):
 @pytest.mark.parametrize(
     "key, value, allowed",
     [
-        ("backbone", "Foo", "['SASRec', 'GRU4Rec', 'DIN']"),
+        ("backbone", "Foo", "'NARM', 'NextItNet', 'SASRec'"),
         ("realtime_window", 0, "an integer >= 1"),
         ("duet_layers", 0, "an integer >= 1"),
         ("generator_rank", -1, "an integer >= 0"),
@@ -63,12 +63,24 @@ def test_plain_recbole_models_resolve_through_the_plugin_config(run_dir):
         ("finetune_lr", 0, "a number > 0"),
         ("stabilizer", "maybe", "true or false"),
         ("umn_weight", -0.5, "a number >= 0"),
+        ("generator_input", "history", "['window', 'backbone']"),
+        ("finetune_scope", "everything", "['dynamic', 'all']"),
     ],
 )
 def test_bad_duet_keys_fail_at_start_naming_key_and_allowed_values(run_dir, key, value, allowed):
     with pytest.raises(ConfigError) as error:
         Config(model="DUET", dataset="no-such-data", config_dict={key: value})
     assert f"'{key}'" in str(error.value) and allowed in str(error.value) and repr(value) in str(error.value)
+
+
+def test_whole_model_finetuning_is_for_next_item_backbones(run_dir):
+    with pytest.raises(ConfigError, match="'finetune_scope'.*'dynamic' with backbone DIN"):
+        Config(model="DUET", dataset="ml-100k", config_dict={"backbone": "DIN", "finetune_scope": "all"})
+
+
+def test_backbone_states_need_a_backbone_that_has_them(run_dir):
+    with pytest.raises(ConfigError, match="'generator_input'.*'window' with backbone DIN"):
+        Config(model="DUET", dataset="ml-100k", config_dict={"backbone": "DIN", "generator_input": "backbone"})
 
 
 def test_properties_ship_inside_the_package_or_the_checkout():

@@ -197,5 +197,14 @@ def test_the_head_encoder_reads_the_same_state_as_a_packed_gru(tiny_config_dict)
     window_emb = torch.randn(5, 4, 16)
     window_len = torch.tensor([1, 4, 2, 3, 4])
     packed = pack_padded_sequence(window_emb, window_len, batch_first=True, enforce_sorted=False)
-    _, last_state = generator.head_encoder(packed)
+    _, last_state = generator.head_encoder.gru(packed)
     torch.testing.assert_close(generator.encode(window_emb, window_len), last_state[-1], atol=1e-6, rtol=0)
+
+
+def test_a_generator_reading_backbone_states_is_refused(tmp_path):
+    from recbole_duet.deploy.export import export_bundle
+    from recbole_duet.errors import ConfigError
+
+    checkpoint, _, _ = perturbed_checkpoint(str(tmp_path), "SASRec", generator_input="backbone")
+    with pytest.raises(ConfigError, match="generator_input"):
+        export_bundle(checkpoint, str(tmp_path / "b"))

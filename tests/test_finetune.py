@@ -1,10 +1,11 @@
 """The on-device fine-tuning baseline (duet_inference: finetune)."""
 
+import pytest
 import torch
 from conftest import assert_device_parameters_equal, build_pipeline
 
 from recbole_duet import run_recbole_duet
-from recbole_duet.model.finetune import window_training_pairs
+from recbole_duet.model.finetune import finetune_all_parameters, window_training_pairs
 
 
 def test_window_training_pairs_are_the_window_items_after_some_history():
@@ -21,8 +22,9 @@ def finetune_model(tiny_config_dict, **overrides):
     return model, next(iter(loaders[0]))
 
 
-def test_finetuning_never_reads_the_evaluation_target(tiny_config_dict):
-    model, batch = finetune_model(tiny_config_dict)
+@pytest.mark.parametrize("scope", ["dynamic", "all"])
+def test_finetuning_never_reads_the_evaluation_target(tiny_config_dict, scope):
+    model, batch = finetune_model(tiny_config_dict, finetune_scope=scope)
     planted = batch[torch.arange(len(batch))]  # a copy whose evaluation targets are replaced
     planted.update(type(batch)({model.ITEM_ID: torch.randint(1, model.n_items, (len(batch),))}))
     with torch.no_grad():
@@ -63,8 +65,57 @@ def test_each_device_is_tuned_on_its_own_data_only(tiny_config_dict):
 
 
 def test_finetune_inference_runs_through_the_runner_for_every_backbone(tiny_config_dict, din_config_dict):
-    for config_dict in ({**tiny_config_dict, "backbone": "GRU4Rec"}, din_config_dict):
+    for config_dict in (
+        {**tiny_config_dict, "backbone": "GRU4Rec"},
+        {**tiny_config_dict, "finetune_scope": "all"},
+        din_config_dict,
+    ):
         result = run_recbole_duet(
             model="DUET", dataset="tiny", config_dict={**config_dict, "duet_inference": "finetune", "finetune_steps": 2}
         )
         assert all(value >= 0 for value in result["test_result"].values())
+
+
+def test_whole_model_sgd_follows_the_gradient_and_leaves_unreached_parameters():
+    start = {"reached": torch.tensor([3.0, -2.0]), "unreached": torch.tensor([1.0])}
+    tuned = finetune_all_parameters(start, lambda p: (p["reached"] ** 2).sum(), steps=2, lr=0.25)
+    torch.testing.assert_close(tuned["reached"], torch.tensor([0.75, -0.5]))  # x <- x - 0.25 * 2x, twice
+    assert torch.equal(tuned["unreached"], start["unreached"]) and torch.equal(start["reached"], torch.tensor([3.0, -2.0]))
+
+
+def test_whole_model_finetuning_tunes_each_device_alone_and_moves_the_backbone(tiny_config_dict):
+    model, batch = finetune_model(tiny_config_dict, finetune_scope="all", finetune_lr=0.5)
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    with torch.no_grad():
+        together = model.finetuned_model_scores(item_seq[:4], item_seq_len[:4])
+        alone = model.finetuned_model_scores(item_seq[2:3], item_seq_len[2:3])
+        model.finetune_scope = "dynamic"
+        layers_only = model.full_sort_predict(batch[torch.arange(4)])
+        model.inference = "global"
+        untuned = model.full_sort_predict(batch[torch.arange(4)])
+    torch.testing.assert_close(alone[0], together[2], atol=1e-5, rtol=0)
+    assert together.shape == (4, model.n_items)
+    assert not torch.allclose(together, layers_only, atol=1e-4)  # the backbone and item table were tuned too
+    _, targets, is_pair = window_training_pairs(item_seq[:4], item_seq_len[:4], model.realtime_window_size)
+    assert is_pair.any(1).sum() >= 2
+    for device in is_pair.any(1).nonzero().flatten():  # each device's own window targets gained on the rest
+        own = targets[device][is_pair[device]]
+        gain = together[device] - untuned[device]
+        assert gain[own].mean() > gain.mean() + 1e-3
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # copies only
+
+
+@pytest.mark.parametrize("scope", ["dynamic", "all"])
+def test_the_backbone_never_sees_items_past_the_history_it_is_given(tiny_config_dict, scope):
+    """STAMP averages every position (NextItNet, CORE read past the length too): each fine-tuning pair's
+    history must be cut at its prefix, or the pair's own target would be read."""
+    model, batch = finetune_model(tiny_config_dict, backbone="STAMP", finetune_scope=scope)
+    shown = []
+    model.backbone.register_forward_pre_hook(lambda module, args: shown.append(args))
+    with torch.no_grad():
+        model.full_sort_predict(batch[torch.arange(4)])
+    assert any(len(item_seq) > 4 or len(item_seq) < 4 for item_seq, _ in shown)  # fine-tuning pairs were encoded
+    for item_seq, item_seq_len in shown:
+        past_history = torch.arange(item_seq.size(1)) >= item_seq_len.unsqueeze(1)
+        assert (item_seq[past_history] == 0).all()

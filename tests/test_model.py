@@ -12,7 +12,16 @@ def one_batch(loader):
     return next(iter(loader))
 
 
-@pytest.fixture(params=[{"generator_rank": 0}, {"generator_rank": 4}], ids=["full", "rank4"])
+@pytest.fixture(
+    params=[
+        {"generator_rank": 0},
+        {"generator_rank": 4},
+        {"generator_input": "backbone"},
+        {"generator_input": "backbone", "backbone": "GRU4Rec"},
+        {"backbone": "GRU4Rec"},
+    ],
+    ids=["full", "rank4", "states", "gru4rec-states", "gru4rec"],
+)
 def duet(request, tiny_config_dict):
     config, loaders, model = build_pipeline({**tiny_config_dict, **request.param})
     return model, one_batch(loaders[0])
@@ -79,24 +88,28 @@ def test_training_starts_close_to_the_global_classifier(duet):
             assert update.norm(dim=(1, 2)).max() < 0.5 * model.classifier.weight[layer].norm()
 
 
-def expected_generator_size(item_dim, dim, n_layers, hidden, rank, stabilizer):
+def expected_generator_size(item_dim, dim, n_layers, hidden, rank, stabilizer, generator_input="window"):
     """The documented formula (README, 'Generator size')."""
-    head_encoder = 3 * hidden * item_dim + 3 * hidden * hidden + 6 * hidden
+    if generator_input == "window":
+        head_encoder = 3 * hidden * item_dim + 3 * hidden * hidden + 6 * hidden
+    else:
+        head_encoder = item_dim * hidden + hidden
     weight_decoder = hidden * dim * dim + dim * dim if rank == 0 else hidden * rank * rank + rank * rank + 2 * dim * rank
     branch = (hidden * hidden + hidden) + (hidden * dim + dim) + weight_decoder
     adapter = (item_dim * hidden + hidden) + (hidden * n_layers * dim + n_layers * dim)
     return head_encoder + n_layers * branch + (adapter if stabilizer else 0)
 
 
+@pytest.mark.parametrize("generator_input", ["window", "backbone"])
 @pytest.mark.parametrize("stabilizer", [True, False])
-def test_generator_size_matches_formula_and_low_rank_is_smaller(tiny_config_dict, stabilizer):
+def test_generator_size_matches_formula_and_low_rank_is_smaller(tiny_config_dict, stabilizer, generator_input):
     sizes = {}
     for rank in (0, 4):
         overrides = {"generator_rank": rank, "stabilizer": stabilizer, "hidden_size": 32, "duet_layers": 3}
-        _, _, model = build_pipeline({**tiny_config_dict, **overrides})
+        _, _, model = build_pipeline({**tiny_config_dict, **overrides, "generator_input": generator_input})
         modules = [model.generator] + ([model.stabilizer] if stabilizer else [])
         sizes[rank] = sum(p.numel() for module in modules for p in module.parameters())
-        assert sizes[rank] == expected_generator_size(32, 32, 3, 8, rank, stabilizer)
+        assert sizes[rank] == expected_generator_size(32, 32, 3, 8, rank, stabilizer, generator_input)
     assert sizes[4] < sizes[0]
 
 
@@ -107,6 +120,9 @@ def test_realtime_window_is_the_last_real_items():
     assert window_len.tolist() == [3, 2, 1]
     longer_than_history, lengths = realtime_window(item_seq, torch.tensor([5, 2, 1]), 8)
     assert longer_than_history.tolist()[0] == [5, 6, 7, 8, 9, 0, 0, 0] and lengths.tolist() == [5, 2, 1]
+    states = item_seq.float().unsqueeze(-1).expand(-1, -1, 2) + 0.5  # per-position states, non-zero on padding
+    state_window, _ = realtime_window(states, torch.tensor([5, 2, 1]), 3)
+    assert state_window.tolist() == [[[7.5] * 2, [8.5] * 2, [9.5] * 2], [[3.5] * 2, [4.5] * 2, [0] * 2], [[2.5] * 2, [0] * 2, [0] * 2]]
 
 
 def test_generation_reads_only_the_realtime_window(tiny_config_dict):
@@ -148,3 +164,29 @@ def test_predict_agrees_with_full_sort_predict(duet):
         pointwise = model.predict(batch)
     rows = torch.arange(len(full))
     torch.testing.assert_close(pointwise, full[rows, batch[model.ITEM_ID]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["SASRec", "GRU4Rec"])
+def test_backbone_states_are_the_ones_the_user_vector_is_read_from(tiny_config_dict, backbone):
+    """``generator_input: backbone`` reads the backbone's per-position states of the very same forward pass."""
+    _, loaders, model = build_pipeline({**tiny_config_dict, "generator_input": "backbone", "backbone": backbone})
+    model.eval()
+    batch = one_batch(loaders[0])
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        representation, states = model.represent(item_seq, item_seq_len)
+        assert states.shape == (*item_seq.shape, representation.size(-1))
+        torch.testing.assert_close(states[torch.arange(len(item_seq)), item_seq_len - 1], representation)
+        window, window_len = realtime_window(states, item_seq_len, model.realtime_window_size)
+        expected = model.classifier(representation, model._generate(window, window_len))
+        torch.testing.assert_close(model.forward(item_seq, item_seq_len), expected)
+
+
+def test_window_encoder_code_ignores_the_padding_after_the_window(tiny_config_dict):
+    _, _, model = build_pipeline(tiny_config_dict)
+    window = torch.randn(2, 3, 16)
+    padded = torch.cat([window, torch.randn(2, 5, 16)], dim=1)  # anything may sit in the padding slots
+    window_len = torch.tensor([3, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(model.generator.encode(padded, window_len), model.generator.encode(window, window_len))
+        assert not torch.allclose(model.generator.encode(window, torch.tensor([2, 1]))[0], model.generator.encode(window, window_len)[0])

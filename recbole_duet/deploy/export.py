@@ -27,7 +27,7 @@ from recbole_duet.bundle import (
 from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.deploy.graphs import DeviceParameters, DINDeviceGraph, GeneratorGraph, NextItemDeviceGraph
-from recbole_duet.errors import CheckpointError
+from recbole_duet.errors import CheckpointError, ConfigError
 from recbole_duet.quick_start import prepare_experiment
 
 ONNX_OPSET = 17
@@ -61,6 +61,12 @@ def load_trained_model(checkpoint_path, data_path=None):
     # RecBole stores <data_path>/<dataset> and appends the dataset's name again when it builds a Config.
     overrides["data_path"] = data_path or os.path.dirname(os.path.normpath(saved["data_path"]))
     config = Config(model="DUET", dataset=saved["dataset"], config_dict=overrides)
+    if config["generator_input"] != "window":
+        raise ConfigError(
+            "generator_input", config["generator_input"],
+            "'window' to export: with 'backbone' the generator reads the backbone's states over the whole "
+            "history, so the service would need each device's history instead of its real-time window",
+        )
     dataset, loaders, model = prepare_experiment(config)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))

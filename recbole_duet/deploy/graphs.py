@@ -7,7 +7,7 @@
   those tensors -> scores. Everything shared by all devices (static layers, global dynamic layers, the
   low-rank bases) is a constant of the device graph, so it ships once, in the bundle.
 
-Both call the model's public methods (``generate``, ``backbone``, ``classifier``, ``head``, ``tap``) and
+Both call the model's public methods (``generate``, ``represent``, ``classifier``, ``scoring``, ``head``, ``tap``) and
 rebuild :class:`~recbole_duet.model.layers.GeneratedLayer` objects from the flat tensors, so the graphs
 follow the model's code instead of copying it.
 """
@@ -87,7 +87,8 @@ class GeneratorGraph(nn.Module):
 
 
 class NextItemDeviceGraph(nn.Module):
-    """Device half for SASRec / GRU4Rec: ``(item_seq, item_seq_len, *parameters)`` -> scores ``[B, n_items]``."""
+    """Device half for next-item backbones: ``(item_seq, item_seq_len, *parameters)`` -> scores ``[B, n_items]``,
+    scored the backbone's own way (``model.scoring``)."""
 
     def __init__(self, model, parameters):
         super().__init__()
@@ -95,9 +96,9 @@ class NextItemDeviceGraph(nn.Module):
         self.parameters_layout = parameters
 
     def forward(self, item_seq, item_seq_len, *flat):
-        representation = self.model.backbone(item_seq, item_seq_len)
+        representation, _ = self.model.represent(item_seq, item_seq_len)
         user_vector = self.model.classifier(representation, self.parameters_layout.rebuild(flat))
-        return user_vector @ self.model.backbone.item_embedding.weight.transpose(0, 1)
+        return self.model.scoring.full_sort(user_vector)
 
 
 class DINDeviceGraph(nn.Module):

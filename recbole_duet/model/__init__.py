@@ -1,8 +1,8 @@
 from recbole_duet.model.duet import DUET, DUETBase
 from recbole_duet.model.duet_din import DUETDIN
 
-# ``model: DUET`` is one model for the user; its class depends on the backbone's task.
-DUET_CLASSES = {"SASRec": DUET, "GRU4Rec": DUET, "DIN": DUETDIN}
+# ``model: DUET`` is one model for the user; its class depends on the backbone's task (next-item unless listed).
+DUET_CLASSES = {"DIN": DUETDIN}
 
 
 def duet_class(backbone):

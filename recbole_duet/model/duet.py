@@ -13,23 +13,46 @@ Adapter (SWA). Training minimises ``L_ppg + umn_weight * L_umn``; evaluation sco
 layers (or the global ones with ``duet_inference: global``). No gradient step is ever taken per device.
 
 :class:`DUETBase` holds what every backbone shares (the generator and the adapter); :class:`DUET` is the
-next-item version for SASRec and GRU4Rec, :class:`recbole_duet.model.duet_din.DUETDIN` the DIN version.
+next-item version for every RecBole model with SASRec's contract (see :mod:`recbole_duet.model.backbones`),
+:class:`recbole_duet.model.duet_din.DUETDIN` the DIN version.
 """
 
+import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
+from torch.func import functional_call
 
-from recbole_duet.model.backbones import build_backbone
-from recbole_duet.model.finetune import finetune_per_device, mean_over_pairs, window_training_pairs
+from recbole_duet.model.backbones import (
+    SequenceStatesTap,
+    build_backbone,
+    encode_sequence,
+    item_scoring,
+    sequence_arguments,
+)
+from recbole_duet.model.finetune import (
+    finetune_all_parameters,
+    finetune_per_device,
+    mean_over_pairs,
+    window_training_pairs,
+)
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
 from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
+
+
+def cut_at_prefix(item_seq, prefix_len):
+    """Each history ``[n, L]`` with the items from ``prefix_len`` on replaced by padding.
+
+    Fine-tuning pairs score a history's prefix against the item after it; cutting the rest off keeps a
+    backbone that reads past ``item_seq_len`` (NextItNet, CORE, STAMP's mean) from seeing that target.
+    """
+    return item_seq * (torch.arange(item_seq.size(1), device=item_seq.device) < prefix_len.unsqueeze(1))
 
 
 class DUETBase(SequentialRecommender):
     """The backbone-independent half of DUET: the real-time window settings, PPG and SWA.
 
     Subclasses build ``self.backbone`` and their head (whose ``layer_shapes`` lists the dynamic layers),
-    then call :meth:`_build_generator` with the size of the window's item embeddings.
+    then call :meth:`_build_generator` with the size of a window slot's vector.
     """
 
     def __init__(self, config, dataset):
@@ -39,18 +62,21 @@ class DUETBase(SequentialRecommender):
         self.inference = config["duet_inference"]
         self.finetune_steps = config["finetune_steps"]
         self.finetune_lr = config["finetune_lr"]
+        self.finetune_scope = config["finetune_scope"]
         self.backbone = build_backbone(config, dataset)
 
-    def _build_generator(self, config, item_dim, layer_shapes):
+    def _build_generator(self, config, input_dim, layer_shapes):
         hidden_size = config["generator_hidden_size"]
-        self.generator = ParameterGenerator(item_dim, layer_shapes, hidden_size, config["generator_rank"])
+        self.generator = ParameterGenerator(
+            input_dim, layer_shapes, hidden_size, config["generator_rank"], config["generator_input"]
+        )
         out_dims = [out_dim for out_dim, _ in layer_shapes]
-        self.stabilizer = StableWeightAdapter(item_dim, out_dims, hidden_size) if config["stabilizer"] else None
+        self.stabilizer = StableWeightAdapter(input_dim, out_dims, hidden_size) if config["stabilizer"] else None
 
-    def _generate(self, window_emb, window_len):
-        """Cloud side of DUET: embedded real-time windows -> one :class:`GeneratedLayer` per dynamic layer."""
-        updates = self.generator(window_emb, window_len)
-        gates = self.stabilizer(window_emb, window_len) if self.stabilizer is not None else [None] * len(updates)
+    def _generate(self, window, window_len):
+        """Cloud side of DUET: real-time windows ``[B, W, d]`` -> one :class:`GeneratedLayer` per dynamic layer."""
+        updates = self.generator(window, window_len)
+        gates = self.stabilizer(window, window_len) if self.stabilizer is not None else [None] * len(updates)
         return [GeneratedLayer(weight, bias, gate) for (weight, bias), gate in zip(updates, gates)]
 
     def _finetune(self, global_layers, n_devices, device_losses):
@@ -58,16 +84,19 @@ class DUETBase(SequentialRecommender):
 
 
 class DUET(DUETBase):
-    r"""DUET on a RecBole next-item backbone (``backbone: SASRec | GRU4Rec``).
+    r"""DUET on a RecBole next-item backbone (``backbone: SASRec | GRU4Rec | NARM | ...``).
 
-    The dynamic layers sit between the backbone's user representation and the item table; scoring and the
-    CE/BPR loss are the backbone's own.
+    The dynamic layers sit between the backbone's user representation and the item table; scoring (the dot
+    product, or e.g. CORE's cosine over a temperature) and the CE/BPR loss are the backbone's own. The generator reads the real-time window's item embeddings
+    (``generator_input: window``) or the backbone's own hidden states at the window's positions (``backbone``).
     """
 
     def __init__(self, config, dataset):
         super(DUET, self).__init__(config, dataset)
         self.loss_type = config["loss_type"]
         dim = self.backbone.item_embedding.embedding_dim
+        self.scoring = item_scoring(config["backbone"], self.backbone)
+        self.states_tap = SequenceStatesTap(self.backbone, dim) if config["generator_input"] == "backbone" else None
         self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
@@ -75,10 +104,19 @@ class DUET(DUETBase):
         """What a device uploads, in the argument order of :meth:`generate` and the parameter methods."""
         return interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
 
-    def generate(self, item_seq, item_seq_len):
-        """Each device's generated layers, from its real-time window of item ids."""
-        window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
-        return self._generate(self.backbone.item_embedding(window), window_len)
+    def represent(self, item_seq, item_seq_len):
+        """The backbone's user vectors ``[B, D]`` and, when the generator reads them, its states ``[B, L, D]``."""
+        representation = encode_sequence(self.backbone, item_seq, item_seq_len)
+        return representation, (self.states_tap.pop() if self.states_tap is not None else None)
+
+    def generate(self, item_seq, item_seq_len, states=None):
+        """Each device's generated layers, from its real-time window (``states``: from :meth:`represent`)."""
+        if self.states_tap is None:
+            window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
+            return self._generate(self.backbone.item_embedding(window), window_len)
+        if states is None:
+            _, states = self.represent(item_seq, item_seq_len)
+        return self._generate(*realtime_window(states, item_seq_len, self.realtime_window_size))
 
     def personalised_parameters(self, item_seq, item_seq_len):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""
@@ -88,54 +126,95 @@ class DUET(DUETBase):
         """The fine-tuning baseline: each device's layers after SGD on its own window (CE over all items)."""
         prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
         n_devices, n_pairs = targets.shape
-        representation = self.backbone(item_seq.repeat_interleave(n_pairs, dim=0), prefix_len.flatten())
+        prefix_len = prefix_len.flatten()
+        prefixes = cut_at_prefix(item_seq.repeat_interleave(n_pairs, dim=0), prefix_len)
+        representation = encode_sequence(self.backbone, prefixes, prefix_len)
         representation = representation.detach().view(n_devices, n_pairs, -1)
-        item_table = self.backbone.item_embedding.weight.detach()
+        item_table = self.scoring.table().detach()
 
         def device_losses(parameters):
-            logits = self.classifier.forward_with_parameters(representation, parameters) @ item_table.T
+            user_vector = self.classifier.forward_with_parameters(representation, parameters)
+            logits = self.scoring.user(user_vector) @ item_table.T
             pair_losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
             return mean_over_pairs(pair_losses.view(n_devices, n_pairs), is_pair)
 
         global_layers = list(zip(self.classifier.weight, self.classifier.bias))
         return self._finetune(global_layers, n_devices, device_losses)
 
+    def _device_model_scores(self, parameters, item_seq, item_seq_len):
+        """Scores ``[n, n_items]`` of histories under one device's own copy of the backbone and dynamic layers."""
+        backbone = {name[len("backbone.") :]: value for name, value in parameters.items() if name.startswith("backbone.")}
+        classifier = {name[len("classifier.") :]: value for name, value in parameters.items() if name.startswith("classifier.")}
+        arguments = sequence_arguments(self.backbone, item_seq, item_seq_len)
+        user_vector = functional_call(self.classifier, classifier, (functional_call(self.backbone, backbone, arguments),))
+        return self.scoring.full_sort(user_vector, backbone["item_embedding.weight"])
+
+    def finetuned_model_scores(self, item_seq, item_seq_len):
+        """``finetune_scope: all``: each device tunes a copy of every backbone and dynamic-layer parameter on
+        its own window (CE over all items, as :meth:`finetuned_parameters`), then scores every item ``[B, n_items]``."""
+        prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
+        start = {
+            name: value for name, value in self.named_parameters() if name.startswith(("backbone.", "classifier."))
+        }
+        scores = []
+        for history, length, lengths, device_targets, pairs in zip(item_seq, item_seq_len, prefix_len, targets, is_pair):
+            histories = cut_at_prefix(history.expand(int(pairs.sum()), -1), lengths[pairs])
+
+            def device_loss(parameters):
+                logits = self._device_model_scores(parameters, histories, lengths[pairs])
+                return F.cross_entropy(logits, device_targets[pairs])
+
+            # A device without a single pair (a one-item history) has nothing to tune on.
+            tuned = finetune_all_parameters(start, device_loss, self.finetune_steps, self.finetune_lr) if pairs.any() else start
+            scores.append(self._device_model_scores(tuned, history.unsqueeze(0), length.unsqueeze(0)))
+        return torch.cat(scores)
+
+    def _tunes_whole_model(self):
+        return self.inference == "finetune" and self.finetune_scope == "all"
+
     def forward(self, item_seq, item_seq_len):
         """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers."""
-        representation = self.backbone(item_seq, item_seq_len)
+        representation, states = self.represent(item_seq, item_seq_len)
         if self.inference == "global":
             return self.classifier(representation)
         if self.inference == "finetune":
             parameters = self.finetuned_parameters(item_seq, item_seq_len)
             return self.classifier.forward_with_parameters(representation, parameters)
-        return self.classifier(representation, self.generate(item_seq, item_seq_len))
+        return self.classifier(representation, self.generate(item_seq, item_seq_len, states))
 
     def _recommendation_loss(self, user_vector, interaction):
         """The backbone's own loss (CE over all items, or BPR on the sampled negative)."""
-        item_embedding = self.backbone.item_embedding
         pos_items = interaction[self.POS_ITEM_ID]
         if self.loss_type == "BPR":
-            pos_score = (user_vector * item_embedding(pos_items)).sum(dim=-1)
-            neg_score = (user_vector * item_embedding(interaction[self.NEG_ITEM_ID])).sum(dim=-1)
+            pos_score = self.scoring.pointwise(user_vector, pos_items)
+            neg_score = self.scoring.pointwise(user_vector, interaction[self.NEG_ITEM_ID])
             return self.backbone.loss_fct(pos_score, neg_score)
-        logits = user_vector @ item_embedding.weight.transpose(0, 1)
-        return self.backbone.loss_fct(logits, pos_items)
+        return self.backbone.loss_fct(self.scoring.full_sort(user_vector), pos_items)
 
     def calculate_loss(self, interaction):
-        """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately."""
+        """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately.
+
+        With ``duet_inference: global`` the model is the UMN alone (the backbone with its dynamic layers as
+        ordinary global layers), so only ``L_umn`` is trained and the generator is never run.
+        """
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        representation = self.backbone(item_seq, item_seq_len)
-        generated = self.generate(item_seq, item_seq_len)
-        loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
+        representation, states = self.represent(item_seq, item_seq_len)
         loss_umn = self._recommendation_loss(self.classifier(representation), interaction)
+        if self.inference == "global":
+            return loss_umn
+        generated = self.generate(item_seq, item_seq_len, states)
+        loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
         return loss_ppg, self.umn_weight * loss_umn
 
     def predict(self, interaction):
+        if self._tunes_whole_model():
+            return self.full_sort_predict(interaction).gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
         user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        test_item_emb = self.backbone.item_embedding(interaction[self.ITEM_ID])
-        return (user_vector * test_item_emb).sum(dim=1)  # [B]
+        return self.scoring.pointwise(user_vector, interaction[self.ITEM_ID])  # [B]
 
     def full_sort_predict(self, interaction):
+        if self._tunes_whole_model():
+            return self.finetuned_model_scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return user_vector @ self.backbone.item_embedding.weight.transpose(0, 1)  # [B, n_items]
+        return self.scoring.full_sort(user_vector)  # [B, n_items]

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 from torch import nn
 
+from recbole_duet.model.device_rows import DeviceRows
 from recbole_duet.model.din_head import DINPredictionHead, DINTap, item_feature_embedding
 from recbole_duet.model.duet import DUETBase
-from recbole_duet.model.finetune import mean_over_pairs, window_training_pairs
+from recbole_duet.model.finetune import mean_over_pairs, seeded_negatives, window_training_pairs
 from recbole_duet.model.layers import realtime_window
 
 
@@ -29,6 +30,7 @@ class DUETDIN(DUETBase):
         super(DUETDIN, self).__init__(config, dataset)
         self.LABEL_FIELD = config["LABEL_FIELD"]
         self.eval_batch_size = config["eval_batch_size"]
+        self.finetune_seed = config["seed"]
         self.tap = DINTap(self.backbone)
         self.head = DINPredictionHead(self.backbone)
         item_dim = self.backbone.att_list[0] // 4  # DIN's attention input is [q, k, q-k, q*k] of item features
@@ -49,11 +51,13 @@ class DUETDIN(DUETBase):
         """The fine-tuning baseline: each device's MLP after SGD on its own window.
 
         Each window item is a click (label 1) after the history before it, paired with one uniformly drawn
-        item as a non-click (label 0), as DIN is trained.
+        item as a non-click (label 0), as DIN is trained. The non-clicks are seeded by RecBole's ``seed`` and
+        the device's own inputs (:func:`seeded_negatives`), so a device always ends up with the same MLP.
         """
         prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
         n_devices, n_pairs = targets.shape
-        candidates = torch.stack([targets, torch.randint_like(targets, 1, self.n_items)], dim=-1)
+        negatives = seeded_negatives([user, item_seq, item_seq_len], n_pairs, self.n_items, self.finetune_seed)
+        candidates = torch.stack([targets, negatives], dim=-1)
         labels = torch.tensor([1.0, 0.0], device=targets.device).expand_as(candidates)
         rows = 2 * n_pairs
         _, mlp_input = self.tap(
@@ -95,16 +99,28 @@ class DUETDIN(DUETBase):
         return self.head.personalised_parameters(self.generate(user, item_seq, item_seq_len))
 
     def calculate_loss(self, interaction):
-        """Return ``(L_ppg, umn_weight * L_umn)`` (BCE on DIN's click labels)."""
+        """Return ``(L_ppg, umn_weight * L_umn)`` (BCE on DIN's click labels); ``L_umn`` alone with
+        ``duet_inference: global``, where the model is DIN itself and the generator is never run."""
         label = interaction[self.LABEL_FIELD]
+        if self.inference == "global":
+            global_logit, _ = self.tap(*self._inputs(interaction))
+            return self.loss(global_logit, label)
         generated_logit, global_logit = self._logits(*self._inputs(interaction))
         return self.loss(generated_logit, label), self.umn_weight * self.loss(global_logit, label)
 
     def predict(self, interaction):
+        """One score per (device, candidate) row, personalising each distinct device once.
+
+        Under RecBole's sampled evaluation (``uni100``) a device's inputs repeat on each of its candidate
+        rows; :class:`DeviceRows` groups them so the device's MLP is generated (or fine-tuned) once.
+        """
         user, item_seq, item_seq_len, items = self._inputs(interaction)
         global_logit, mlp_input = self.tap(user, item_seq, item_seq_len, items)
-        personal_head = self._personal_head(user, item_seq, item_seq_len)
-        return torch.sigmoid(global_logit if personal_head is None else personal_head(mlp_input))
+        if self.inference == "global":
+            return torch.sigmoid(global_logit)
+        rows = DeviceRows(user, item_seq, item_seq_len)
+        personal_head = self._personal_head(*rows.devices)
+        return torch.sigmoid(rows.ungroup(personal_head(rows.group(mlp_input))))
 
     def full_sort_predict(self, interaction):
         """Scores ``[B, n_items]``: personalise each device's layers once, then score all items in chunks.

@@ -74,36 +74,73 @@ class LayerBranch(nn.Module):
         return self.weight_decoder(embedding), self.bias_decoder(embedding)
 
 
+def _window_mask(window, window_len):
+    """``[B, W]``: True on the window's real slots (windows are left-aligned, padding after them)."""
+    return torch.arange(window.size(1), device=window.device) < window_len.unsqueeze(1)
+
+
+class WindowGRUEncoder(nn.Module):
+    """Head encoder over the window's raw item embeddings: the GRU state after the window's last real item.
+
+    A unidirectional GRU's output at step ``t`` reads only steps ``<= t`` and windows are left-aligned, so the
+    output at the last real item is what a packed sequence would give, without packing (which sorts the batch
+    and is slower on CPU); the padding after a window never reaches its code.
+    """
+
+    def __init__(self, input_dim, hidden_size):
+        super().__init__()
+        self.gru = nn.GRU(input_dim, hidden_size, batch_first=True)
+
+    def forward(self, window, window_len):
+        output, _ = self.gru(window)
+        last = (window_len - 1).view(-1, 1, 1).expand(-1, 1, output.size(-1))
+        return output.gather(1, last).squeeze(1)
+
+
+class PooledStateEncoder(nn.Module):
+    """Head encoder over the backbone's own hidden states at the window's positions.
+
+    Those states already carry the sequence's context, so a mean over the window's real slots and one
+    ``tanh`` layer replace a second sequence encoder (``generator_input: backbone``).
+    """
+
+    def __init__(self, input_dim, hidden_size):
+        super().__init__()
+        self.project = nn.Linear(input_dim, hidden_size)
+
+    def forward(self, window, window_len):
+        is_real = _window_mask(window, window_len).unsqueeze(-1)
+        mean = (window * is_real).sum(1) / window_len.unsqueeze(-1)
+        return torch.tanh(self.project(mean))
+
+
+HEAD_ENCODERS = {"window": WindowGRUEncoder, "backbone": PooledStateEncoder}
+
+
 class ParameterGenerator(nn.Module):
-    """PPG: a GRU head encoder summarises the real-time window, one branch per dynamic layer decodes it.
+    """PPG: a head encoder summarises the real-time window, one branch per dynamic layer decodes it.
 
     Args:
-        item_dim (int): size of the window's item embeddings.
+        input_dim (int): size of a window slot's vector (an item embedding, or a backbone state).
         layer_shapes (list of (int, int)): ``(out_dim, in_dim)`` of each dynamic layer.
         hidden_size (int): size ``h`` of the device code and of each layer embedding.
         rank (int): 0 for full weight updates, ``r > 0`` for the factorised decoder.
+        generator_input (str): ``window`` (raw item embeddings, GRU encoder) or ``backbone`` (backbone states,
+            pooled), a key of :data:`HEAD_ENCODERS`.
     """
 
-    def __init__(self, item_dim, layer_shapes, hidden_size, rank):
+    def __init__(self, input_dim, layer_shapes, hidden_size, rank, generator_input="window"):
         super().__init__()
-        self.head_encoder = nn.GRU(item_dim, hidden_size, batch_first=True)
+        self.head_encoder = HEAD_ENCODERS[generator_input](input_dim, hidden_size)
         self.branches = nn.ModuleList(LayerBranch(hidden_size, out, inp, rank) for out, inp in layer_shapes)
 
-    def encode(self, window_emb, window_len):
-        """The device code ``[B, h]``: the GRU state after the window's last real item.
+    def encode(self, window, window_len):
+        """The device code ``[B, h]``."""
+        return self.head_encoder(window, window_len)
 
-        Windows are left-aligned (padding after the real items), so that state is the GRU's output at
-        position ``window_len - 1``. Reading it there, rather than packing the sequence, gives the same
-        values and keeps the generator exportable to ONNX: neither of torch's exporters handles a GRU over
-        a packed sequence (``recbole_duet.deploy``).
-        """
-        outputs, _ = self.head_encoder(window_emb)
-        last = (window_len - 1).view(-1, 1, 1).expand(-1, 1, outputs.size(-1))
-        return outputs.gather(1, last).squeeze(1)
-
-    def forward(self, window_emb, window_len):
+    def forward(self, window, window_len):
         """Return ``[(weight_delta, bias_delta)]``, one pair per dynamic layer."""
-        device_code = self.encode(window_emb, window_len)
+        device_code = self.encode(window, window_len)
         return [branch(device_code) for branch in self.branches]
 
 
@@ -125,7 +162,7 @@ class StableWeightAdapter(nn.Module):
 
     def forward(self, window_emb, window_len):
         """Return one gate per dynamic layer, ``[B, out_dim]`` each."""
-        is_real = torch.arange(window_emb.size(1), device=window_emb.device) < window_len.unsqueeze(1)
+        is_real = _window_mask(window_emb, window_len)
         keys = torch.tanh(self.transform(window_emb))
         similarity = keys @ keys.transpose(1, 2) / math.sqrt(keys.size(-1))
         similarity = similarity.masked_fill(~is_real.unsqueeze(1), float("-inf"))

@@ -40,19 +40,22 @@ def window_positions(item_seq_len, size, max_seq_length):
     return positions, window_len, offsets.unsqueeze(0) < window_len.unsqueeze(1)
 
 
-def realtime_window(item_seq, item_seq_len, size):
-    """The last ``size`` real item ids of each history, left-aligned and zero-padded, and their count.
+def realtime_window(sequence, item_seq_len, size):
+    """The last ``size`` real entries of each history, left-aligned and zero-padded, and their count.
 
     Args:
-        item_seq (torch.LongTensor): ``[B, max_len]`` item ids.
+        sequence (torch.Tensor): ``[B, max_len]`` item ids, or ``[B, max_len, H]`` per-position states.
         item_seq_len (torch.LongTensor): ``[B]`` number of real items in each row (at least 1).
         size (int): the configured ``realtime_window``.
 
     Returns:
-        tuple: ``[B, size]`` window item ids and ``[B]`` window lengths.
+        tuple: ``[B, size]`` (or ``[B, size, H]``) window entries and ``[B]`` window lengths.
     """
-    positions, window_len, is_real = window_positions(item_seq_len, size, item_seq.size(1))
-    return item_seq.gather(1, positions) * is_real, window_len
+    positions, window_len, is_real = window_positions(item_seq_len, size, sequence.size(1))
+    if sequence.dim() == 3:
+        positions = positions.unsqueeze(-1).expand(-1, -1, sequence.size(-1))
+        is_real = is_real.unsqueeze(-1)
+    return sequence.gather(1, positions) * is_real, window_len
 
 
 def _per_device(value, like):

@@ -4,11 +4,12 @@ Checking here (and not when the model is built) makes a typo fail in a second, b
 """
 
 from recbole_duet.errors import ConfigError
-from recbole_duet.model.backbones import BACKBONE_CLASSES
+from recbole_duet.model.backbones import check_backbone, reads_states
 
-SUPPORTED_BACKBONES = tuple(BACKBONE_CLASSES)
 INFERENCE_MODES = ("generated", "global", "finetune")
 ACTIVATIONS = ("tanh", "relu", "gelu", "none")
+GENERATOR_INPUTS = ("window", "backbone")
+FINETUNE_SCOPES = ("dynamic", "all")
 
 
 def _one_of(choices):
@@ -41,23 +42,31 @@ def _boolean():
 
 
 DUET_KEYS = {
-    "backbone": _one_of(SUPPORTED_BACKBONES),
     "duet_layers": _integer_at_least(1),
     "realtime_window": _integer_at_least(1),
     "generator_hidden_size": _integer_at_least(1),
     "generator_rank": _integer_at_least(0),
+    "generator_input": _one_of(GENERATOR_INPUTS),
     "stabilizer": _boolean(),
     "umn_weight": _non_negative_number(),
     "duet_inference": _one_of(INFERENCE_MODES),
     "duet_activation": _one_of(ACTIVATIONS),
     "finetune_steps": _integer_at_least(1),
     "finetune_lr": _positive_number(),
+    "finetune_scope": _one_of(FINETUNE_SCOPES),
 }
 
 
 def validate_duet_settings(settings):
     """Raise :class:`ConfigError` for the first DUET key whose value is missing or not allowed."""
+    check_backbone(settings.get("backbone"))
     for key, (is_valid, expected) in DUET_KEYS.items():
         value = settings.get(key)
         if not is_valid(value):
             raise ConfigError(key, value, expected)
+    if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
+        raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")
+    if settings["generator_input"] == "backbone" and not reads_states(settings["backbone"]):
+        raise ConfigError(
+            "generator_input", "backbone", f"'window' with backbone {settings['backbone']} (it has no per-position states)"
+        )

@@ -1,0 +1,95 @@
+"""Scoring time of one DUET(DIN) model under RecBole's sampled protocol, per ``duet_inference`` mode.
+
+Under ``uni100`` RecBole's evaluator calls ``predict`` on 101 rows per test user (the target and 100 sampled
+items). ``DUETDIN.predict`` personalises each distinct device once and shares its MLP across those rows, so
+fine-tuning (``finetune``) should cost a small multiple of generating (``generated``), not 101 fine-tunings
+per user. The target is finetune within 3x of generated.
+
+    OMP_NUM_THREADS=1 python benchmarks/din_uni100_scoring.py --dataset ml-100k --epochs 1 \\
+        --out benchmarks/results/din-uni100-scoring
+
+DUET(DIN) is trained ``--epochs`` epochs with the quick suite's settings and ``benchmarks/din-uni100.yaml``
+(as ``benchmarks/run.py`` trains it); the same model then scores the whole test set through RecBole's own
+``Trainer.evaluate`` once per mode, side by side in one process. Speed does not depend on how well the
+model is trained; the metrics are printed only to show that each mode scores something sensible.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+import yaml
+
+BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(BENCHMARKS_DIR))
+sys.path.insert(0, BENCHMARKS_DIR)
+
+from run import FIRST_SEED, PROTOCOL, SUITES  # noqa: E402
+
+from recbole_duet.config import Config  # noqa: E402
+from recbole_duet.quick_start import run_experiment  # noqa: E402
+
+MODES = ("generated", "global", "finetune")
+TARGET_RATIO = 3.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs before scoring")
+    parser.add_argument("--config-file", default=os.path.join(BENCHMARKS_DIR, "din-uni100.yaml"))
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
+
+    with open(args.config_file, encoding="utf-8") as file:
+        protocol = yaml.safe_load(file)
+    config_dict = {
+        **PROTOCOL,
+        **SUITES["quick"],
+        **protocol,
+        "backbone": "DIN",
+        "epochs": args.epochs,
+        "seed": FIRST_SEED,
+    }
+    config = Config(model="DUET", dataset=args.dataset, config_dict=config_dict)
+    run = run_experiment(config, saved=False)
+    trainer, test_data = run["trainer"], run["data"][2]
+    users = len(test_data.uid_list)
+
+    timings = {}
+    for mode in MODES:
+        trainer.model.inference = mode
+        start = time.perf_counter()
+        metrics = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+        seconds = time.perf_counter() - start
+        timings[mode] = {"seconds": seconds, "ms_per_user": 1000 * seconds / users, "test": {k: float(v) for k, v in metrics.items()}}
+    for timing in timings.values():
+        timing["vs_generated"] = timing["seconds"] / timings["generated"]["seconds"]
+
+    record = {
+        "dataset": args.dataset,
+        "test_users": users,
+        "rows_per_user": 101,
+        "trained_epochs": run["epochs"],
+        "config": config_dict,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "scoring": timings,
+        "finetune_within_target": timings["finetune"]["vs_generated"] <= TARGET_RATIO,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as file:
+        json.dump(record, file, indent=2)
+    print(f"DUET(DIN), {args.dataset}, {users} test users x 101 rows, trained {run['epochs']} epoch(s)")
+    print("| duet_inference | seconds | ms / user | x generated | NDCG@10 |\n|---|---|---|---|---|")
+    for mode, timing in timings.items():
+        print(f"| {mode} | {timing['seconds']:.2f} | {timing['ms_per_user']:.2f} | {timing['vs_generated']:.2f} | {timing['test']['ndcg@10']:.4f} |")
+    print(f"finetune within {TARGET_RATIO:g}x of generated: {record['finetune_within_target']}")
+
+
+if __name__ == "__main__":
+    main()

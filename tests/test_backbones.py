@@ -1,0 +1,146 @@
+"""DUET on every RecBole next-item backbone it accepts: one epoch of training learns, generation and scores
+stay per device, the weights_only checkpoint reproduces the scores; refused backbones fail at Config time."""
+
+import os
+import random
+
+import pytest
+import torch
+from conftest import assert_device_parameters_equal, build_pipeline, write_atomic_dataset
+from recbole.utils import init_seed
+
+from recbole_duet.checkpoint import load_checkpoint
+from recbole_duet.config import Config
+from recbole_duet.errors import ConfigError
+from recbole_duet.model.backbones import BACKBONE_CLASSES, REFUSED_BACKBONES, reads_states
+from recbole_duet.trainer import get_trainer
+
+# DIN (one logit per user-item pair) has its own DUET class and tests (test_din.py).
+NEXT_ITEM_BACKBONES = [name for name in BACKBONE_CLASSES if name != "DIN"]
+# What a backbone needs beyond the tiny settings: item features, pre-trained entity vectors, fewer blocks.
+FEATURES = {"selected_features": ["category"]}
+BACKBONE_SETTINGS = {
+    "FDSA": FEATURES,
+    "GRU4RecF": FEATURES,
+    "SASRecF": FEATURES,
+    "GRU4RecKG": {"additional_feat_suffix": ["ent"], "alias_of_item_id": ["ent_id"], "preload_weight": {"ent_id": "ent_vec"}},
+    "NextItNet": {"block_num": 1},
+    "FEARec": {"n_layers": 2},  # its frequency filters divide by n_layers - 1
+}
+
+
+def write_entity_vectors(root, name="tiny", n_items=40, dim=16, seed=0):
+    """``<name>.ent``: a pre-trained vector per item (GRU4RecKG's knowledge-graph entity embeddings)."""
+    rng = random.Random(seed)
+    lines = ["ent_id:token\tent_vec:float_seq"]
+    lines += [f"i{item}\t" + " ".join(f"{rng.gauss(0, 0.1):.4f}" for _ in range(dim)) for item in range(1, n_items + 1)]
+    with open(os.path.join(root, name, f"{name}.ent"), "w", encoding="utf-8") as file:
+        file.write("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def backbone_config_dict(tmp_path, tiny_config_dict):
+    """Tiny settings on a dataset with item features and entity vectors, trained at a rate one epoch shows."""
+    data_path = write_atomic_dataset(str(tmp_path / "features"), item_file=True)
+    write_entity_vectors(data_path)
+    load_col = {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"], "ent": ["ent_id", "ent_vec"]}
+    return {**tiny_config_dict, "data_path": data_path, "load_col": load_col, "learning_rate": 0.01, "train_batch_size": 32}
+
+
+def batch_loss(model, batch):
+    """DUET's training loss on ``batch`` without dropout (L_ppg + umn_weight * L_umn)."""
+    model.eval()
+    with torch.no_grad():
+        return sum(model.calculate_loss(batch)).item()
+
+
+def assert_scores_and_parameters_are_per_device(model, batch):
+    model.eval()
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    reordered = torch.flip(torch.arange(len(item_seq)), dims=[0])
+    with torch.no_grad():
+        parameters = model.personalised_parameters(item_seq, item_seq_len)
+        in_other_batch = model.personalised_parameters(item_seq[reordered], item_seq_len[reordered])
+        scores = model.full_sort_predict(batch)
+        for device in [0, len(item_seq) - 1]:
+            alone = model.personalised_parameters(item_seq[device : device + 1], item_seq_len[device : device + 1])
+            assert_device_parameters_equal(alone, parameters, device, atol=1e-5)
+            assert_device_parameters_equal(alone, in_other_batch, int((reordered == device).nonzero()), atol=1e-5)
+            torch.testing.assert_close(model.full_sort_predict(batch[[device]])[0], scores[device], atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", NEXT_ITEM_BACKBONES)
+def test_one_epoch_learns_keeps_devices_apart_and_round_trips_the_checkpoint(backbone_config_dict, backbone):
+    generator_input = "backbone" if reads_states(backbone) else "window"
+    config_dict = {**backbone_config_dict, **BACKBONE_SETTINGS.get(backbone, {})}
+    config, (train_data, valid_data, _), model = build_pipeline(
+        {**config_dict, "backbone": backbone, "generator_input": generator_input}
+    )
+    assert type(model.backbone) is BACKBONE_CLASSES[backbone]
+    batch = next(iter(train_data))
+    before = batch_loss(model, batch)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    assert batch_loss(model, batch) < before
+
+    assert_scores_and_parameters_are_per_device(model, batch)
+
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+    init_seed(99, True)
+    fresh = config.model_class(config, train_data._dataset)
+    fresh.load_state_dict(load_checkpoint(trainer.saved_model_file)["state_dict"])
+    fresh.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.full_sort_predict(batch), scores, atol=0, rtol=0)
+
+
+def refused_on_start(config_dict):
+    with pytest.raises(ConfigError) as error:
+        Config(model="DUET", dataset="no-such-data", config_dict=config_dict)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("backbone", ["Caser", "NPE", "BERT4Rec", "RepeatNet", "KSR", "SASRecCPR"])
+def test_refused_backbones_fail_before_reading_data_saying_why(run_dir, backbone):
+    message = refused_on_start({"backbone": backbone})
+    assert "'backbone'" in message and repr(backbone) in message and "\n" not in message
+    assert f"{backbone} is refused: {REFUSED_BACKBONES[backbone]}" in message
+    assert "'SASRec'" in message and "'NARM'" in message
+
+
+def test_refusal_reasons_come_from_the_forward_signature_or_the_declared_table():
+    assert "needs the user id" in REFUSED_BACKBONES["Caser"] and "(user, item_seq)" in REFUSED_BACKBONES["Caser"]
+    assert "(seq_item, user)" in REFUSED_BACKBONES["NPE"]
+    assert "probability for every item" in REFUSED_BACKBONES["RepeatNet"]
+    assert {"SASRec", "GRU4Rec", "DIN", "NARM", "STAMP", "SRGNN", "GCSAN", "CORE", "NextItNet"} <= set(BACKBONE_CLASSES)
+
+
+def test_unknown_backbone_lists_the_supported_ones(run_dir):
+    message = refused_on_start({"backbone": "Foo"})
+    assert "'Foo'" in message and str(list(BACKBONE_CLASSES)) in message and "refused" not in message
+
+
+@pytest.mark.parametrize("backbone", ["NextItNet", "CORE", "SINE", "DIN"])
+def test_backbone_states_are_refused_where_forward_reads_none(run_dir, backbone):
+    message = refused_on_start({"backbone": backbone, "generator_input": "backbone"})
+    assert "'generator_input'" in message and f"'window' with backbone {backbone}" in message
+
+
+def test_backbone_states_of_another_width_are_refused_when_the_model_is_built(tiny_config_dict):
+    """NARM gathers its GRU states, ``hidden_size`` wide, then projects them to the item width."""
+    with pytest.raises(ConfigError, match=r"'generator_input'.*NARM.*\[1, 8, 24\].*\[B, L, 16\]"):
+        build_pipeline({**tiny_config_dict, "backbone": "NARM", "hidden_size": 24, "generator_input": "backbone"})
+
+
+def test_core_is_scored_by_cosine_over_its_temperature(tiny_config_dict):
+    _, loaders, model = build_pipeline({**tiny_config_dict, "backbone": "CORE", "temperature": 0.5})
+    model.eval()
+    batch = next(iter(loaders[0]))
+    with torch.no_grad():
+        user_vector = model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+        items = torch.nn.functional.normalize(model.backbone.item_embedding.weight, dim=-1)
+        expected = torch.nn.functional.normalize(user_vector, dim=-1) @ items.T / 0.5
+        torch.testing.assert_close(model.full_sort_predict(batch), expected)
+        rows = torch.arange(len(batch))
+        torch.testing.assert_close(model.predict(batch), expected[rows, batch[model.ITEM_ID]])

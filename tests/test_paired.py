@@ -1,0 +1,96 @@
+"""The harness's statistics: paired differences, the within-seed bootstrap, and the choice of learning rate."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+from paired import compare, stratified_bootstrap_ci  # noqa: E402
+from report import selected_records  # noqa: E402
+
+
+def run(users, values):
+    return {"users": np.array(users), "ndcg@10": np.array(values, dtype=np.float32)}
+
+
+def test_compare_pools_paired_differences_over_seeds():
+    first = {1: run([1, 2, 3, 4], [0.5, 0.0, 1.0, 0.25]), 2: run([1, 2], [1.0, 0.0])}
+    second = {1: run([1, 2, 3, 4], [0.25, 0.0, 0.5, 0.25]), 2: run([1, 2], [0.5, 0.5]), 3: run([1], [1.0])}
+    result = compare(first, second, "ndcg@10")
+    # differences: 0.25, 0, 0.5, 0 (seed 1) and 0.5, -0.5 (seed 2): mean 0.75 / 6
+    assert result["mean_difference"] == pytest.approx(0.125)
+    assert result["seeds"] == [1, 2]  # seed 3 has no partner
+    assert result["ratios"] == pytest.approx([1.75 / 1.0, 1.0 / 1.0])
+    expected_p = stats.ttest_rel([0.5, 0.0, 1.0, 0.25, 1.0, 0.0], [0.25, 0.0, 0.5, 0.25, 0.5, 0.5]).pvalue
+    assert result["p_value"] == pytest.approx(expected_p)
+    low, high = result["ci95"]
+    assert low < 0.125 < high
+
+
+def test_runs_over_different_users_cannot_be_paired():
+    with pytest.raises(ValueError, match="different users"):
+        compare({1: run([1, 2], [0.0, 1.0])}, {1: run([2, 1], [0.0, 1.0])}, "ndcg@10")
+
+
+def test_no_common_seed_gives_no_comparison():
+    assert compare({1: run([1], [0.0])}, {2: run([1], [0.0])}, "ndcg@10") is None
+
+
+def test_bootstrap_resamples_within_each_seed():
+    # Each seed's differences are constant, so every within-seed resample has the same pooled mean: a
+    # resampling that mixed users across seeds would spread the CI.
+    low, high = stratified_bootstrap_ci([np.full(10, 1.0), np.full(30, -1.0)], n_resamples=200)
+    assert low == pytest.approx(-0.5) and high == pytest.approx(-0.5)
+
+
+def test_bootstrap_ci_covers_the_mean_and_narrows_with_more_users():
+    rng = np.random.default_rng(0)
+    small = [rng.normal(0.1, 1.0, 100)]
+    large = [rng.normal(0.1, 1.0, 10_000)]
+    small_low, small_high = stratified_bootstrap_ci(small, n_resamples=2000)
+    large_low, large_high = stratified_bootstrap_ci(large, n_resamples=2000)
+    assert small_low < small[0].mean() < small_high and large_low < large[0].mean() < large_high
+    assert large_high - large_low < (small_high - small_low) / 5
+    # the normal approximation of the mean's 95% interval, for a sanity check of the width
+    assert large_high - large_low == pytest.approx(2 * 1.96 * large[0].std() / 100, rel=0.15)
+
+
+def record(model, seed, lr, valid):
+    return {"dataset": "d", "model": model, "seed": seed, "learning_rate": lr, "valid": {"ndcg@10": valid}}
+
+
+def test_each_model_and_seed_is_reported_at_the_rate_chosen_on_validation():
+    records = [
+        record("SASRec", 1, 0.001, 0.20),
+        record("SASRec", 1, 0.003, 0.30),
+        record("DUET-SASRec", 1, 0.001, 0.40),
+        record("DUET-SASRec", 1, 0.003, 0.35),
+        record("Base-SASRec", 1, 0.001, 0.10),
+        record("Base-SASRec", 1, 0.003, 0.50),  # Base is DUET's training: DUET's validation decides
+        record("SASRec", 2, 0.003, 0.25),  # later seeds ran at the chosen rate only
+    ]
+    chosen = {(r["model"], r["seed"]): r["learning_rate"] for r in selected_records(records)}
+    assert chosen == {
+        ("SASRec", 1): 0.003,
+        ("DUET-SASRec", 1): 0.001,
+        ("Base-SASRec", 1): 0.001,
+        ("SASRec", 2): 0.003,
+    }
+
+
+def test_a_family_member_added_later_is_the_only_one_recorded_again():
+    from run import pending_jobs
+
+    records = [
+        {"dataset": "d", "model": m, "seed": 2020, "learning_rate": 0.001, "valid": {"ndcg@10": 0.1}}
+        for m in ("SASRec", "DUET-SASRec", "Base-SASRec")
+    ]
+    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "FinetuneAll-SASRec"]
+    assert pending_jobs(models, [2020], "d", records, []) == [(("duet", "SASRec", ("FinetuneAll-SASRec",)), 2020, None)]
+    grid = pending_jobs(models, [2020, 2021], "d", records, [0.001])
+    assert grid[0] == (("duet", "SASRec", ("FinetuneAll-SASRec",)), 2020, 0.001)
+    assert [job for job, seed, _ in grid if seed == 2021] == [("plain", "SASRec", ("SASRec",)), ("duet", "SASRec", tuple(models[1:]))]
