@@ -30,6 +30,22 @@ HYPER_REQUIRES = [
     # it. <0.4 because the plugin calls hyperopt's internal trial-document helpers for that search.
     "hyperopt>=0.3,<0.4",
 ]
+SERVE_REQUIRES = [
+    # Export (onnx.checker) and both runtimes. torch.onnx.export runs its TorchScript exporter (dynamo=False),
+    # which needs no onnxscript.
+    "onnx>=1.16",
+    "onnxruntime>=1.18",
+    # The service: FastAPI on uvicorn; [standard] brings uvloop and httptools, the faster event loop and
+    # HTTP parser. uvicorn >= 0.30 restarts a worker process that dies.
+    "fastapi>=0.110",
+    "uvicorn[standard]>=0.30",
+    "prometheus_client>=0.20",
+]
+BENCH_REQUIRES = [
+    "matplotlib>=3.7",
+    # benchmarks/serving.py drives the service with an asynchronous httpx client.
+    "httpx>=0.27",
+]
 
 setup(
     name="recbole-duet",
@@ -42,6 +58,8 @@ setup(
     packages=[
         "recbole_duet",
         "recbole_duet.model",
+        "recbole_duet.deploy",
+        "recbole_duet.serving",
         "recbole_duet.properties",
         "recbole_duet.properties.model",
         "recbole_duet.properties.dataset",
@@ -51,9 +69,12 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # The benchmark harness draws its plots with matplotlib; the tests run the harness and a search.
-        "bench": ["matplotlib>=3.7"],
+        "bench": BENCH_REQUIRES,
         "hyper": HYPER_REQUIRES,
-        "test": ["pytest>=7", "matplotlib>=3.7", *HYPER_REQUIRES],
+        # recbole-duet export / serve and the device runtime (recbole_duet.device needs onnxruntime only).
+        "serve": SERVE_REQUIRES,
+        # The deployment tests fuzz a live server with hypothesis through httpx.
+        "test": ["pytest>=7", "hypothesis>=6", *BENCH_REQUIRES, *HYPER_REQUIRES, *SERVE_REQUIRES],
     },
     entry_points={
         "console_scripts": ["recbole-duet=recbole_duet.cli:main", "recbole-duet-hyper=recbole_duet.cli:hyper_main"]

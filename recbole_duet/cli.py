@@ -1,14 +1,15 @@
 """Command lines of ``run_recbole_duet.py`` (installed as ``recbole-duet``) and ``run_hyper.py`` (installed as
 ``recbole-duet-hyper``), shaped like RecBole's ``run_recbole.py`` and ``run_hyper.py``: ``-m/--model``,
 ``-d/--dataset``, ``--config_files "a.yaml b.yaml"``, and any ``--key=value`` override, which RecBole's Config
-reads from ``sys.argv`` itself."""
+reads from ``sys.argv`` itself. ``recbole-duet export`` and ``recbole-duet serve`` are the deployment
+subcommands (:mod:`recbole_duet.deploy_cli`); torch and RecBole are imported only by the commands that use
+them, so ``serve`` starts without them."""
 
 import argparse
 import os
 import sys
 from functools import partial
 
-from recbole_duet.config import properties_dir
 from recbole_duet.errors import (
     CheckpointError,
     ConfigError,
@@ -16,7 +17,6 @@ from recbole_duet.errors import (
     DatasetNotFoundError,
     MissingDependencyError,
 )
-from recbole_duet.quick_start import objective_function, run
 
 USER_ERRORS = (ConfigError, ConfigFileError, DatasetNotFoundError, CheckpointError, MissingDependencyError)
 
@@ -72,6 +72,8 @@ def _config_file_list(args):
 
 def _params_file(parser, name):
     """``name`` as given, or the plugin's shipped example of that name (``properties/hyper.test``)."""
+    from recbole_duet.config import properties_dir
+
     if os.path.isfile(name):
         return name
     shipped = os.path.join(properties_dir(), os.path.basename(name))
@@ -81,7 +83,14 @@ def _params_file(parser, name):
 
 
 def main(argv=None):
-    args, _ = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("export", "serve"):
+        from recbole_duet.deploy_cli import deploy_main
+
+        return deploy_main(argv)
+    from recbole_duet.quick_start import run
+
+    args, _ = build_parser().parse_known_args(argv)
     try:
         run(
             model=args.model,
@@ -99,6 +108,7 @@ def main(argv=None):
 
 def hyper_main(argv=None):
     from recbole_duet.hyper_tuning import HyperTuning  # needs hyperopt: pip install "recbole-duet[hyper]"
+    from recbole_duet.quick_start import objective_function
 
     parser = build_hyper_parser()
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

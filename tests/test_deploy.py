@@ -1,0 +1,210 @@
+"""Export and the device runtime: the bundle reproduces the PyTorch model for every backbone, the payload is
+factored, small and versioned, and the device side imports neither torch nor RecBole."""
+
+import base64
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from bundles import exported_bundle, perturbed_checkpoint
+from conftest import build_pipeline
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recbole_duet.bundle import BundleError, ModelVersionError, PayloadCodec, b85decode, b85encode_rows
+from recbole_duet.deploy.graphs import DeviceParameters
+from recbole_duet.deploy.verify import top_k
+from recbole_duet.device import DeviceModel
+from recbole_duet.serving.generator import BundleGenerator
+
+BACKBONES = {
+    "SASRec-rank4": ("SASRec", {}),
+    "SASRec-full": ("SASRec", {"generator_rank": 0}),
+    "GRU4Rec-rank4": ("GRU4Rec", {}),
+    "DIN-rank4": ("DIN", {}),
+    "SASRec-no-stabilizer": ("SASRec", {"stabilizer": False}),
+}
+
+
+@pytest.fixture(scope="module", params=list(BACKBONES), ids=list(BACKBONES))
+def bundle(request, tmp_path_factory):
+    backbone, overrides = BACKBONES[request.param]
+    return exported_bundle(str(tmp_path_factory.mktemp(request.param)), backbone, **overrides)
+
+
+def test_layout_of_the_bundle(bundle):
+    folder, manifest, model, _ = bundle
+    for name in ("generator.onnx", "device.onnx"):
+        onnx.checker.check_model(os.path.join(folder, name))
+    with open(os.path.join(folder, "items.json"), encoding="utf-8") as file:
+        tokens = json.load(file)
+    assert tokens[0] == "[PAD]" and set(tokens[1:]) == {f"i{item}" for item in range(1, 41)}
+    assert manifest["n_items"] == len(tokens) == model.n_items
+    assert len(manifest["model_version"]) == 16 and manifest["window_size"] == 4
+    rank = manifest["generator_rank"]
+    for layer, (out_dim, in_dim) in enumerate(manifest["layer_shapes"]):
+        shapes = {entry["name"]: entry["shape"] for entry in manifest["payload"]}
+        expected = [min(rank, out_dim, in_dim)] * 2 if rank else [out_dim, in_dim]
+        assert shapes[f"layer{layer}.weight"] == expected and shapes[f"layer{layer}.bias"] == [out_dim]
+        assert (f"layer{layer}.gate" in shapes) == manifest["stabilizer"]
+
+
+def test_device_runtime_reproduces_full_sort_predict(bundle):
+    """Every test user the deployed way (window -> service generator -> payload -> device) against PyTorch."""
+    folder, manifest, model, loaders = bundle
+    assert manifest["verification"]["users"] == 30
+    assert manifest["verification"]["max_abs_score_diff"] <= 1e-4
+    assert manifest["verification"]["top10_identical"] == 1.0
+    assert manifest["verification"]["top10_identical_up_to_ties"] == 1.0
+    rows = loaders[2]._dataset.inter_feat
+    with torch.no_grad():
+        reference = model.full_sort_predict(rows).numpy()
+    device, generator = DeviceModel(folder), BundleGenerator(folder)
+    tokens = device.vocabulary.tokens
+    histories = [[tokens[i] for i in seq[:n].tolist()] for seq, n in zip(rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN])]
+    for user, history in enumerate(histories):
+        payload = generator.generate([device.vocabulary.ids(history[-4:], "window")])[0]
+        recommended = device.recommend(history, json.loads(json.dumps(payload)), k=10)
+        assert [token for token, _ in recommended] == [tokens[i] for i in top_k(reference[user])]
+        np.testing.assert_allclose([score for _, score in recommended], reference[user][top_k(reference[user])], atol=1e-4)
+
+
+def test_the_payload_changes_the_scores(bundle):
+    """Scoring one device's history with another device's payload gives other scores: the payload is used."""
+    folder, _, model, loaders = bundle
+    device, generator = DeviceModel(folder), BundleGenerator(folder)
+    history = ["i3", "i4", "i5", "i6"]
+    own, other = generator.generate([[3, 4, 5, 6], [30, 31, 32, 33]])
+    assert np.abs(device.scores(history, own) - device.scores(history, other)).max() > 1e-3
+
+
+def test_float16_payloads_are_half_the_size_and_close(bundle):
+    folder, *_ = bundle
+    device, generator = DeviceModel(folder), BundleGenerator(folder)
+    history = ["i3", "i4", "i5", "i6"]
+    single, half = generator.generate([[3, 4, 5, 6]])[0], generator.generate([[3, 4, 5, 6]], "float16")[0]
+    assert half["dtype"] == "float16"
+    assert len(b85decode(half["parameters"])) * 2 == len(b85decode(single["parameters"]))
+    np.testing.assert_allclose(device.scores(history, half), device.scores(history, single), atol=0.05, rtol=0.01)
+
+
+def test_a_payload_of_another_model_version_is_refused(bundle):
+    folder, manifest, *_ = bundle
+    device = DeviceModel(folder)
+    payload = BundleGenerator(folder).generate([[3, 4]])[0]
+    with pytest.raises(ModelVersionError, match=manifest["model_version"]):
+        device.recommend(["i3"], {**payload, "model_version": "0123456789abcdef"})
+    for broken, field in [
+        ({**payload, "parameters": payload["parameters"][:-5]}, "parameters"),
+        ({**payload, "parameters": "not base85 \""}, "parameters"),
+        ({**payload, "dtype": "int8"}, "dtype"),
+    ]:
+        with pytest.raises(BundleError, match=field):
+            device.recommend(["i3"], broken)
+    with pytest.raises(BundleError, match=r"history\[1\]: unknown item token 'nope'"):
+        device.recommend(["i3", "nope"], payload)
+
+
+def test_payload_for_sasrec_defaults_fits_in_2_kb(tmp_path, tiny_config_dict):
+    """DUET's defaults on SASRec's default width (64, two layers, rank 8, stabilizer): the JSON answer."""
+    settings_ = {key: value for key, value in tiny_config_dict.items() if key not in ("hidden_size", "inner_size",
+                 "n_layers", "n_heads", "generator_hidden_size", "generator_rank", "realtime_window")}
+    _, _, model = build_pipeline(settings_)
+    assert model.classifier.layer_shapes == [(64, 64), (64, 64)]
+    model.eval()
+    with torch.no_grad():
+        parameters = DeviceParameters(model.generate(torch.ones(1, 3, dtype=torch.long), torch.tensor([3])))
+    layout = [{"name": name, "shape": list(shape)} for name, shape in parameters.layout]
+    codec = PayloadCodec({"model_version": "0123456789abcdef", "payload": layout})
+    tensors = [np.random.default_rng(0).normal(size=(1, *shape)) for _, shape in parameters.layout]
+    size = {dtype: len(json.dumps(codec.encode(tensors, dtype)[0], separators=(",", ":"))) for dtype in ("float32", "float16")}
+    assert sum(np.prod(shape) for _, shape in parameters.layout) == 2 * (8 * 8 + 64 + 64)
+    assert size["float32"] <= 2000 and size["float16"] <= 1100, size
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=4).filter(lambda rows: len(set(map(len, rows))) == 1))
+def test_base85_matches_the_standard_library(rows):
+    array = np.array([np.frombuffer(row, dtype=np.uint8) for row in rows], dtype=np.uint8).reshape(len(rows), -1)
+    for row, text in zip(rows, b85encode_rows(array)):
+        assert text == base64.b85encode(row).decode("ascii")
+        assert b85decode(text) == row
+
+
+def test_device_runtime_imports_neither_torch_nor_recbole(bundle):
+    folder, *_ = bundle
+    payload = BundleGenerator(folder).generate([[3, 4, 5]])[0]
+    script = (
+        "import json, sys\n"
+        "from recbole_duet.device import DeviceModel\n"
+        f"top = DeviceModel({folder!r}).recommend(['i3', 'i4', 'i5'], json.loads({json.dumps(payload)!r}), k=3)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'recbole', 'recbole_duet.model'))\n"
+        "print(json.dumps({'top': top, 'heavy': heavy}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == [] and len(report["top"]) == 3
+
+
+def test_export_command_on_a_trained_checkpoint(tmp_path, tiny_config_dict):
+    from recbole_duet import run_recbole_duet
+
+    run_recbole_duet(model="DUET", dataset="tiny", config_dict={**tiny_config_dict, "backbone": "GRU4Rec"})
+    (checkpoint,) = glob.glob(str(tmp_path / "saved" / "DUET-*.pth"))
+    command = [sys.executable, "-c", "from recbole_duet.cli import main; main()", "export", checkpoint]
+    result = subprocess.run([*command, "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "'top10_identical': 1.0" in result.stdout
+    assert sorted(os.listdir(tmp_path / "b")) == ["device.onnx", "generator.onnx", "items.json", "manifest.json"]
+    missing = subprocess.run([*command[:-1], str(tmp_path / "none.pth"), "--out", "x"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "none.pth" in missing.stderr.splitlines()[-1]
+
+
+def test_only_duet_checkpoints_export(tmp_path):
+    from recbole_duet.checkpoint import save_checkpoint
+    from recbole_duet.deploy.export import export_bundle
+    from recbole_duet.errors import CheckpointError
+
+    save_checkpoint({"config": json.dumps({"model": "SASRec"}), "state_dict": {}}, str(tmp_path / "s.pth"))
+    with pytest.raises(CheckpointError, match="only DUET checkpoints export"):
+        export_bundle(str(tmp_path / "s.pth"), str(tmp_path / "b"))
+
+
+def test_a_bundle_that_does_not_reproduce_the_model_is_refused(tmp_path, monkeypatch):
+    """Verification is real: an export whose device graph misreads the payload fails and leaves no manifest."""
+    from recbole_duet.deploy import graphs
+
+    original = graphs.DeviceParameters.rebuild
+    monkeypatch.setattr(graphs.DeviceParameters, "rebuild", lambda self, flat: original(self, [t * 0.5 for t in flat]))
+    with pytest.raises(BundleError, match="does not reproduce the PyTorch model"):
+        exported_bundle(str(tmp_path), "SASRec")
+    assert not os.path.exists(tmp_path / "bundle" / "manifest.json")
+
+
+def test_the_head_encoder_reads_the_same_state_as_a_packed_gru(tiny_config_dict):
+    """The generator reads the GRU output at each window's last real position instead of packing the
+    sequence (which neither ONNX exporter handles): the device codes must equal the packed GRU's."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    _, _, model = build_pipeline(tiny_config_dict)
+    generator = model.generator
+    window_emb = torch.randn(5, 4, 16)
+    window_len = torch.tensor([1, 4, 2, 3, 4])
+    packed = pack_padded_sequence(window_emb, window_len, batch_first=True, enforce_sorted=False)
+    _, last_state = generator.head_encoder.gru(packed)
+    torch.testing.assert_close(generator.encode(window_emb, window_len), last_state[-1], atol=1e-6, rtol=0)
+
+
+def test_a_generator_reading_backbone_states_is_refused(tmp_path):
+    from recbole_duet.deploy.export import export_bundle
+    from recbole_duet.errors import ConfigError
+
+    checkpoint, _, _ = perturbed_checkpoint(str(tmp_path), "SASRec", generator_input="backbone")
+    with pytest.raises(ConfigError, match="generator_input"):
+        export_bundle(checkpoint, str(tmp_path / "b"))
