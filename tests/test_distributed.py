@@ -70,17 +70,24 @@ def load_rank(out_dir, rank, prefix=""):
     return torch.load(os.path.join(out_dir, f"{prefix}rank{rank}.pth"), weights_only=True)
 
 
-def test_two_gloo_processes_end_with_identical_parameters_and_rank_0_reports_test_metrics(tiny_config_dict, run_dir):
-    config_dict = {**tiny_config_dict, "backbone": "SASRec", "epochs": 2, **distributed_keys()}
-    spawn(_run_experiment_as_rank, config_dict, str(run_dir))
-
-    initial = build_pipeline(tiny_config_dict)[2].state_dict()  # rank 0's initial model, which DDP broadcasts
-    rank0, rank1 = load_rank(run_dir, 0), load_rank(run_dir, 1)
+def assert_ranks_end_equal_and_trained(out_dir, initial):
+    """Both ranks ended with the same state (parameters and buffers) and every generator weight moved from
+    ``initial``; return rank 0's state."""
+    rank0, rank1 = load_rank(out_dir, 0), load_rank(out_dir, 1)
     assert rank0.keys() == rank1.keys() == initial.keys()
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), f"ranks disagree on {name}"
     generator = [name for name in rank0 if name.startswith(("generator.", "stabilizer."))]
     assert generator and all(not torch.equal(rank0[name], initial[name]) for name in generator)
+    return rank0
+
+
+def test_two_gloo_processes_end_with_identical_parameters_and_rank_0_reports_test_metrics(tiny_config_dict, run_dir):
+    config_dict = {**tiny_config_dict, "backbone": "SASRec", "epochs": 2, **distributed_keys()}
+    spawn(_run_experiment_as_rank, config_dict, str(run_dir))
+
+    initial = build_pipeline(tiny_config_dict)[2].state_dict()  # rank 0's initial model, which DDP broadcasts
+    rank0 = assert_ranks_end_equal_and_trained(run_dir, initial)
     # The best checkpoint, loaded at the end, comes from rank 0; Adam's moments show every step's averaged
     # gradients were the same on both ranks, for every parameter.
     optimizer0, optimizer1 = load_rank(run_dir, 0, "optimizer-"), load_rank(run_dir, 1, "optimizer-")

@@ -1,0 +1,113 @@
+"""Every DUET config key rejects a bad value naming the key, and accepts its edge values (issue 12).
+
+The table of bad values is checked against :data:`recbole_duet.model.settings.DUET_KEYS` itself, so a key added
+without a test fails here. Most checks call :func:`validate_duet_settings` directly (what the Config runs
+before any data is read); one bad value per key goes through the Config too.
+"""
+
+import os
+
+import pytest
+import yaml
+
+from recbole_duet.config import Config, properties_dir
+from recbole_duet.errors import ConfigError
+from recbole_duet.model.settings import DUET_KEYS, validate_duet_settings
+
+with open(os.path.join(properties_dir(), "model", "DUET.yaml"), encoding="utf-8") as file:
+    DEFAULTS = yaml.safe_load(file)
+
+# key -> (what the error says is expected, bad values: wrong range, wrong type, booleans posing as numbers, missing)
+BAD_VALUES = {
+    "duet_layers": ("an integer >= 1", [0, -2, 1.5, True, "2", None]),
+    "realtime_window": ("an integer >= 1", [0, 2.0, False, None]),
+    "generator_hidden_size": ("an integer >= 1", [0, 8.0, True, None]),
+    "generator_rank": ("an integer >= 0", [-1, 4.0, True, "0", None]),
+    "generator_input": ("one of ['window', 'backbone']", ["history", "Window", None]),
+    "stabilizer": ("true or false", ["maybe", 1, 0, None]),
+    "umn_weight": ("a number >= 0", [-0.5, -1, "1", True, None]),
+    "duet_inference": ("one of ['generated', 'global', 'finetune']", ["tuned", None]),
+    "duet_activation": ("one of ['tanh', 'relu', 'gelu', 'none']", ["sigmoid", None]),
+    "finetune_steps": ("an integer >= 1", [0, 2.5, True, None]),
+    "finetune_lr": ("a number > 0", [0, 0.0, -0.1, "0.01", False, None]),
+    "finetune_scope": ("one of ['dynamic', 'all']", ["everything", None]),
+}
+EDGE_VALUES = {
+    "duet_layers": [1, 5],
+    "realtime_window": [1, 200],
+    "generator_hidden_size": [1],
+    "generator_rank": [0, 1],
+    "generator_input": ["window", "backbone"],
+    "stabilizer": [True, False],
+    "umn_weight": [0, 0.0, 1e-9, 3],
+    "duet_inference": ["generated", "global", "finetune"],
+    "duet_activation": ["tanh", "relu", "gelu", "none"],
+    "finetune_steps": [1],
+    "finetune_lr": [1e-9, 1],
+    "finetune_scope": ["dynamic", "all"],
+}
+
+
+def test_every_duet_key_has_bad_and_edge_values_here():
+    assert set(BAD_VALUES) == set(EDGE_VALUES) == set(DUET_KEYS) == set(DEFAULTS) - {"backbone"}
+
+
+def rejection(settings):
+    with pytest.raises(ConfigError) as error:
+        validate_duet_settings(settings)
+    return error.value
+
+
+@pytest.mark.parametrize(
+    "key, value", [(key, value) for key, (_, values) in BAD_VALUES.items() for value in values]
+)
+def test_a_bad_value_is_rejected_naming_the_key_the_value_and_what_is_expected(key, value):
+    error = rejection({**DEFAULTS, key: value})
+    assert error.key == key
+    assert str(error) == f"Invalid value {value!r} for config key '{key}': expected {BAD_VALUES[key][0]}."
+
+
+@pytest.mark.parametrize("key, value", [(key, value) for key, values in EDGE_VALUES.items() for value in values])
+def test_edge_values_are_accepted(key, value):
+    validate_duet_settings({**DEFAULTS, key: value})
+
+
+@pytest.mark.parametrize("backbone", ["Foo", None, "BERT4Rec", "Caser"])
+def test_a_bad_backbone_is_rejected_naming_the_key(backbone):
+    error = rejection({**DEFAULTS, "backbone": backbone})
+    assert error.key == "backbone" and "'SASRec'" in str(error)
+    if backbone in ("BERT4Rec", "Caser"):
+        assert f"{backbone} is refused: " in str(error)  # with the reason
+
+
+NO_WHOLE_MODEL_TUNING = "'dynamic' with backbone DIN (whole-model tuning is next-item only)"
+
+
+@pytest.mark.parametrize(
+    "backbone, key, value, expected",
+    [
+        ("DIN", "finetune_scope", "all", NO_WHOLE_MODEL_TUNING),
+        ("DIN", "finetune_scope", "dynamic", None),
+        ("SASRec", "finetune_scope", "all", None),
+        ("DIN", "generator_input", "backbone", "'window' with backbone DIN (it has no per-position states)"),
+        ("SINE", "generator_input", "backbone", "'window' with backbone SINE (it has no per-position states)"),
+        ("GRU4Rec", "generator_input", "backbone", None),
+        ("SINE", "generator_input", "window", None),
+    ],
+)
+def test_keys_that_depend_on_the_backbone(backbone, key, value, expected):
+    """``expected``: what the error says is expected instead, or None where the combination is allowed."""
+    settings = {**DEFAULTS, "backbone": backbone, key: value}
+    if expected is None:
+        validate_duet_settings(settings)
+    else:
+        error = rejection(settings)
+        assert error.key == key
+        assert str(error) == f"Invalid value {value!r} for config key '{key}': expected {expected}."
+
+
+@pytest.mark.parametrize("key", list(BAD_VALUES))
+def test_the_config_stops_at_a_bad_value_before_reading_data(run_dir, key):
+    value = BAD_VALUES[key][1][0]
+    with pytest.raises(ConfigError, match=f"Invalid value {value!r} for config key '{key}'"):
+        Config(model="DUET", dataset="no-such-data", config_dict={key: value})
