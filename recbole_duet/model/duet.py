@@ -173,7 +173,11 @@ class DUET(DUETBase):
         return self.inference == "finetune" and self.finetune_scope == "all"
 
     def forward(self, item_seq, item_seq_len):
-        """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers."""
+        """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers.
+
+        ``finetune`` tunes the dynamic layers here; ``finetune_scope: all`` has no shared item table to score
+        against, so :meth:`predict` and :meth:`full_sort_predict` score it through :meth:`finetuned_model_scores`.
+        """
         representation, states = self.represent(item_seq, item_seq_len)
         if self.inference == "global":
             return self.classifier(representation)
