@@ -42,6 +42,7 @@ from report import paired_lines, ratio_lines, selected_records, summary_table, w
 
 from recbole_duet.config import Config  # noqa: E402
 from recbole_duet.quick_start import run_experiment  # noqa: E402
+from recbole_duet.run_log import plain_metrics  # noqa: E402
 
 PROTOCOL = {
     "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
@@ -78,10 +79,6 @@ def split_name(name):
     return (family, backbone) if family in (*DUET_FAMILY, LAYERS_FAMILY) and backbone else (None, name)
 
 
-def plain(metrics):
-    return {key: float(value) for key, value in metrics.items()}
-
-
 class Harness:
     """Runs trainings for one dataset and output folder, and turns each into result records."""
 
@@ -115,7 +112,7 @@ class Harness:
             "learning_rate": lr,
             "config": config_dict,
             "valid": valid,
-            "test": plain(test),
+            "test": plain_metrics(test),
             "epochs": run["epochs"],
             "epoch_seconds": run["fit_seconds"] / max(run["epochs"], 1),
             "wall_seconds": run["wall_seconds"],
@@ -124,15 +121,11 @@ class Harness:
             "per_user_file": save_per_user(self.args.out, label, per_user),
         }
 
-    def run_plain(self, name, seed, learning_rate):
-        config_dict, run = self.train(name, {}, seed, learning_rate)
-        valid = plain(run["result"]["best_valid_result"])
-        return [self.record(name, name, seed, config_dict, run, valid)]
-
-    def run_layers(self, backbone, seed, learning_rate):
-        config_dict, run = self.train("DUET", {"backbone": backbone, "duet_inference": "global"}, seed, learning_rate)
-        valid = plain(run["result"]["best_valid_result"])
-        return [self.record(f"{LAYERS_FAMILY}-{backbone}", backbone, seed, config_dict, run, valid)]
+    def run_single(self, name, backbone, model, overrides, seed, learning_rate):
+        """Train one model and record it under ``name`` (a plain RecBole model, or Layers-X)."""
+        config_dict, run = self.train(model, overrides, seed, learning_rate)
+        valid = plain_metrics(run["result"]["best_valid_result"])
+        return [self.record(name, backbone, seed, config_dict, run, valid)]
 
     def run_duet_family(self, backbone, families, seed, learning_rate):
         """Train DUET once; record the requested families among DUET-, Base- and Finetune-<backbone>."""
@@ -144,9 +137,9 @@ class Harness:
             for attribute, value in DUET_FAMILY[family].items():
                 setattr(trainer.model, attribute, value)
             if family == "DUET":
-                valid = plain(run["result"]["best_valid_result"])
+                valid = plain_metrics(run["result"]["best_valid_result"])
             else:
-                valid = plain(trainer.evaluate(run["data"][1], load_best_model=False))
+                valid = plain_metrics(trainer.evaluate(run["data"][1], load_best_model=False))
             entry = self.record(f"{family}-{backbone}", backbone, seed, config_dict, run, valid)
             if family in ("DUET", "Finetune"):
                 entry["adaptation"] = adaptation
@@ -156,9 +149,10 @@ class Harness:
     def run_job(self, job, seed, learning_rate):
         kind, name, members = job
         if kind == "plain":
-            return self.run_plain(name, seed, learning_rate)
+            return self.run_single(name, name, name, {}, seed, learning_rate)
         if kind == "layers":
-            return self.run_layers(name, seed, learning_rate)
+            overrides = {"backbone": name, "duet_inference": "global"}
+            return self.run_single(f"{LAYERS_FAMILY}-{name}", name, "DUET", overrides, seed, learning_rate)
         families = [split_name(member)[0] for member in members]
         return self.run_duet_family(name, families, seed, learning_rate)
 
