@@ -19,11 +19,15 @@ per rate, and each later seed uses the rate whose first-seed run had the best va
 
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
-finished trainings and paired statistics never need a retraining; ``results.md`` (with paired bootstrap CIs)
+finished trainings and paired statistics never need a retraining. A training in progress keeps its whole state
+in ``<out>/checkpoints/`` after every epoch (:mod:`recbole_duet.training_state`), so a harness stopped mid-training
+(e.g. at the end of a session) goes on from the last finished epoch; several harness processes with different
+``--models`` may share one ``--out``; ``results.md`` (with paired bootstrap CIs)
 and the PNG plots are rewritten at the end.
 """
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -85,15 +89,24 @@ class Harness:
     def __init__(self, args):
         self.args = args
 
-    def train(self, model, overrides, seed, learning_rate):
+    def label(self, name, seed, learning_rate):
+        """The file-name stem of one run: dataset, model or family member, seed, learning rate."""
+        return f"{self.args.dataset}-{name}-{seed}" + ("" if learning_rate is None else f"-lr{learning_rate}")
+
+    def state_file(self, job, seed, learning_rate):
+        """Where a training's state is kept after every epoch, so that a stopped harness resumes it mid-way."""
+        return os.path.join(self.args.out, "checkpoints", f"{self.label(training_name(job), seed, learning_rate)}.state.pth")
+
+    def train(self, job, model, overrides, seed, learning_rate):
         config_dict = {**PROTOCOL, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
         if learning_rate is not None:
             config_dict["learning_rate"] = learning_rate
         if self.args.data_path:
             config_dict["data_path"] = self.args.data_path
         start = time.perf_counter()
-        run = run_experiment(Config(model=model, dataset=self.args.dataset, config_dict=config_dict), saved=True)
-        run["wall_seconds"] = time.perf_counter() - start
+        config = Config(model=model, dataset=self.args.dataset, config_dict=config_dict)
+        run = run_experiment(config, saved=True, state_file=self.state_file(job, seed, learning_rate))
+        run["wall_seconds"] = run["resumed_seconds"] + time.perf_counter() - start
         return config_dict, run
 
     def record(self, name, backbone, seed, config_dict, run, valid):
@@ -102,7 +115,6 @@ class Harness:
         test, per_user = evaluate_per_user(run["trainer"], run["data"][2])
         test_seconds = time.perf_counter() - start
         lr = config_dict.get("learning_rate")
-        label = f"{self.args.dataset}-{name}-{seed}" + ("" if lr is None else f"-lr{lr}")
         return {
             "dataset": self.args.dataset,
             "model": name,
@@ -116,20 +128,22 @@ class Harness:
             "epochs": run["epochs"],
             "epoch_seconds": run["fit_seconds"] / max(run["epochs"], 1),
             "wall_seconds": run["wall_seconds"],
+            "resumed_seconds": run["resumed_seconds"],
             "test_ms_per_user": 1000 * test_seconds / len(per_user["users"]),
             "stopped_early": run["epochs"] < config_dict["epochs"],
-            "per_user_file": save_per_user(self.args.out, label, per_user),
+            "per_user_file": save_per_user(self.args.out, self.label(name, seed, lr), per_user),
         }
 
-    def run_single(self, name, backbone, model, overrides, seed, learning_rate):
+    def run_single(self, job, name, backbone, model, overrides, seed, learning_rate):
         """Train one model and record it under ``name`` (a plain RecBole model, or Layers-X)."""
-        config_dict, run = self.train(model, overrides, seed, learning_rate)
+        config_dict, run = self.train(job, model, overrides, seed, learning_rate)
         valid = plain_metrics(run["result"]["best_valid_result"])
         return [self.record(name, backbone, seed, config_dict, run, valid)]
 
-    def run_duet_family(self, backbone, families, seed, learning_rate):
+    def run_duet_family(self, job, families, seed, learning_rate):
         """Train DUET once; record the requested families among DUET-, Base- and Finetune-<backbone>."""
-        config_dict, run = self.train("DUET", {"backbone": backbone}, seed, learning_rate)
+        backbone = job[1]
+        config_dict, run = self.train(job, "DUET", {"backbone": backbone}, seed, learning_rate)
         trainer = run["trainer"]
         adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat)
         records = []
@@ -149,12 +163,12 @@ class Harness:
     def run_job(self, job, seed, learning_rate):
         kind, name, members = job
         if kind == "plain":
-            return self.run_single(name, name, name, {}, seed, learning_rate)
+            return self.run_single(job, name, name, name, {}, seed, learning_rate)
         if kind == "layers":
             overrides = {"backbone": name, "duet_inference": "global"}
-            return self.run_single(f"{LAYERS_FAMILY}-{name}", name, "DUET", overrides, seed, learning_rate)
+            return self.run_single(job, training_name(job), name, "DUET", overrides, seed, learning_rate)
         families = [split_name(member)[0] for member in members]
-        return self.run_duet_family(name, families, seed, learning_rate)
+        return self.run_duet_family(job, families, seed, learning_rate)
 
 
 def load_records(path):
@@ -171,6 +185,16 @@ def write_json_atomically(path, value):
     os.replace(temporary, path)
 
 
+def append_records(path, new_records):
+    """Append to ``results.json``, re-read under a lock: harness processes with different ``--models`` may share
+    one output folder (e.g. the baselines on one core, the DUET families on the other)."""
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = load_records(path) + new_records
+        write_json_atomically(path, records)
+    return records
+
+
 def training_jobs(models):
     """The trainings behind ``models``: ``(kind, name, members)``, one per plain model, Layers-X, DUET family."""
     jobs, families = [], {}
@@ -183,6 +207,12 @@ def training_jobs(models):
         else:
             families.setdefault(backbone, []).append(f"{family}-{backbone}")
     return jobs + [("duet", backbone, tuple(members)) for backbone, members in families.items()]
+
+
+def training_name(job):
+    """``GRU4Rec``, ``Layers-GRU4Rec`` or ``DUET-GRU4Rec`` (one training for the whole DUET family)."""
+    kind, name, _ = job
+    return {"plain": name, "layers": f"{LAYERS_FAMILY}-{name}", "duet": f"DUET-{name}"}[kind]
 
 
 def chosen_learning_rate(job, records, dataset, first_seed):
@@ -295,8 +325,10 @@ def main():
             learning_rate = chosen_learning_rate(job, records, args.dataset, seeds[0])
         rate = "" if learning_rate is None else f", learning rate {learning_rate}"
         print(f"[{position}/{len(jobs)}] {'/'.join(job[2])}, seed {seed}{rate}", flush=True)
-        records += harness.run_job(job, seed, learning_rate)
-        write_json_atomically(results_path, records)
+        records = append_records(results_path, harness.run_job(job, seed, learning_rate))
+        state_file = harness.state_file(job, seed, learning_rate)
+        if os.path.exists(state_file):  # removed only once its records are safe; some trainers keep none
+            os.remove(state_file)
     write_report(records, args, plots)
 
 

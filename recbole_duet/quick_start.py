@@ -17,6 +17,12 @@ from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.run_log import init_run_logger, plain_metrics
 from recbole_duet.trainer import get_trainer
+from recbole_duet.training_state import (
+    keeps_training_state,
+    resume_training_state,
+    save_training_state,
+    training_finished,
+)
 
 
 def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
@@ -140,14 +146,22 @@ def prepare_experiment(config):
     return dataset, (train_data, valid_data, test_data), model
 
 
-def run_experiment(config, saved=True):
+def run_experiment(config, saved=True, state_file=None):
     """Run one experiment from a built :class:`Config`; also return the trainer and the training time.
+
+    Args:
+        state_file (str, optional): a training-state file (:mod:`recbole_duet.training_state`) written after
+            every validated epoch; when it exists, the training resumes from it (a finished one only re-tests
+            its best checkpoint). Needs ``saved``; ignored, with a warning, by trainers with their own loop.
 
     Returns:
         dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the best model),
-        ``data`` (train, valid and test loaders), ``fit_seconds`` (training plus per-epoch validation) and
-        ``epochs`` (epochs trained).
+        ``data`` (train, valid and test loaders), ``fit_seconds`` (training plus per-epoch validation, earlier
+        sessions' included), ``resumed_seconds`` (the part of it spent before this call) and ``epochs``
+        (epochs trained).
     """
+    if state_file is not None and not saved:
+        raise ValueError("run_experiment: a state_file needs saved=True (a resumed training tests its best checkpoint)")
     _make_output_folders(config)
     init_run_logger(config)
     logger = getLogger()
@@ -159,11 +173,31 @@ def run_experiment(config, saved=True):
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if state_file is not None and not keeps_training_state(trainer):
+        logger.warning(f"{type(trainer).__name__} has its own training loop: no per-epoch training state is kept")
+        state_file = None
+    resumed_seconds = 0.0
+    if state_file is not None and os.path.isfile(state_file):
+        resumed_seconds = resume_training_state(trainer, train_data, state_file)
+        logger.info(f"Resuming from training state '{state_file}' after epoch {trainer.start_epoch - 1}")
     fit_start = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    fit_seconds = time.perf_counter() - fit_start
+
+    def save_state(epoch, _valid_score):
+        seconds = resumed_seconds + time.perf_counter() - fit_start
+        save_training_state(trainer, train_data, state_file, epoch, seconds)
+
+    if state_file is not None and training_finished(trainer):
+        trainer.eval_collector.data_collect(train_data)  # what fit does first, for metrics that count training items
+        best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+    else:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data,
+            valid_data,
+            saved=saved,
+            show_progress=config["show_progress"],
+            callback_fn=None if state_file is None else save_state,
+        )
+    fit_seconds = resumed_seconds + time.perf_counter() - fit_start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     best_valid_score = float(best_valid_score)
     best_valid_result, test_result = plain_metrics(best_valid_result), plain_metrics(test_result)
@@ -182,5 +216,6 @@ def run_experiment(config, saved=True):
         "trainer": trainer,
         "data": (train_data, valid_data, test_data),
         "fit_seconds": fit_seconds,
+        "resumed_seconds": resumed_seconds,
         "epochs": len(trainer.train_loss_dict),
     }

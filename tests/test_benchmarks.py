@@ -130,3 +130,40 @@ def test_harness_without_matplotlib_warns_before_training_and_skips_the_plots(tm
     assert completed.stderr.startswith("warning: matplotlib is not installed (pip install 'recbole-duet[bench]')")
     assert "| GRU4Rec | 1 | " in (out / "results.md").read_text() and len(json.loads((out / "results.json").read_text())) == 1
     assert not (out / "metrics.png").exists()
+
+
+def test_harness_goes_on_from_the_state_a_stopped_training_left(harness, tmp_path, monkeypatch):
+    run, out = harness
+    # What a harness stopped after GRU4Rec's first epoch leaves behind: its state file under <out>/checkpoints.
+    monkeypatch.chdir(tmp_path)
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    from run import PROTOCOL
+
+    from recbole_duet.checkpoint import load_checkpoint
+    from recbole_duet.config import Config
+    from recbole_duet.quick_start import run_experiment
+
+    settings = {**PROTOCOL, **yaml.safe_load((tmp_path / "tiny.yaml").read_text()), "seed": 2020}
+    config = Config(model="GRU4Rec", dataset="tiny", config_dict={**settings, "data_path": str(tmp_path / "data")})
+    state_file = out / "checkpoints" / "tiny-GRU4Rec-2020.state.pth"
+    stopped = run_experiment(config, saved=True, state_file=str(state_file))
+    seconds_before = load_checkpoint(str(state_file))["elapsed_seconds"]
+    _, (record,) = run(seeds=1, models=["GRU4Rec"])
+    assert record["resumed_seconds"] == pytest.approx(seconds_before, rel=1e-9) and seconds_before > 0
+    assert record["valid"] == stopped["result"]["best_valid_result"] and record["epochs"] == 1
+    assert not state_file.exists()  # removed once the record is written
+
+
+def test_records_from_another_harness_sharing_the_folder_are_kept(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    from run import append_records
+
+    path = str(tmp_path / "results.json")
+    append_records(path, [{"model": "GRU4Rec"}])
+    (tmp_path / "results.json").write_text(json.dumps([{"model": "GRU4Rec"}, {"model": "SASRec"}]))  # the other one
+    assert append_records(path, [{"model": "DUET-GRU4Rec"}]) == [
+        {"model": "GRU4Rec"},
+        {"model": "SASRec"},
+        {"model": "DUET-GRU4Rec"},
+    ]
+    assert json.loads((tmp_path / "results.json").read_text())[-1] == {"model": "DUET-GRU4Rec"}
