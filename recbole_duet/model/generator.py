@@ -166,7 +166,10 @@ class StableWeightAdapter(nn.Module):
         keys = torch.tanh(self.transform(window_emb))
         similarity = keys @ keys.transpose(1, 2) / math.sqrt(keys.size(-1))
         similarity = similarity.masked_fill(~is_real.unsqueeze(1), float("-inf"))
-        weighted = torch.softmax(similarity, dim=-1) @ keys
-        pooled = (weighted * is_real.unsqueeze(-1)).sum(1) / window_len.unsqueeze(-1)
+        # The mean over real rows of (attention @ keys) is (the mean of those attention rows) @ keys: one
+        # [W]-vector per device instead of a [W, W] x [W, h] product.
+        attention = torch.softmax(similarity, dim=-1) * is_real.unsqueeze(-1)
+        row_mean = attention.sum(1, keepdim=True) / window_len.view(-1, 1, 1)
+        pooled = (row_mean @ keys).squeeze(1)
         gates = torch.sigmoid(self.gate(pooled))
         return list(gates.split(self.out_dims, dim=-1))
