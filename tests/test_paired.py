@@ -94,3 +94,35 @@ def test_a_family_member_added_later_is_the_only_one_recorded_again():
     grid = pending_jobs(models, [2020, 2021], "d", records, [0.001])
     assert grid[0] == (("duet", "SASRec", ("FinetuneAll-SASRec",)), 2020, 0.001)
     assert [job for job, seed, _ in grid if seed == 2021] == [("plain", "SASRec", ("SASRec",)), ("duet", "SASRec", tuple(models[1:]))]
+
+
+def write_variant(folder, valid_by_seed, per_user_by_seed):
+    """A harness folder holding one DUET-GRU4Rec record per seed and its per-user test file."""
+    import json
+
+    os.makedirs(folder / "per_user")
+    records = []
+    for seed, valid in valid_by_seed.items():
+        users, values = per_user_by_seed[seed]
+        np.savez_compressed(folder / "per_user" / f"{seed}.npz", **run(users, values))
+        test = float(np.mean(values))
+        record = {"dataset": "d", "model": "DUET-GRU4Rec", "seed": seed, "learning_rate": 0.003, "epochs": 4}
+        record.update(valid={"ndcg@10": valid}, test={"ndcg@10": test}, per_user_file=f"per_user/{seed}.npz")
+        records.append(record)
+    (folder / "results.json").write_text(json.dumps(records))
+    return str(folder)
+
+
+def test_ablation_table_compares_each_variant_with_the_reference_on_shared_seeds(tmp_path):
+    from ablation_table import variant_row, variant_runs
+
+    reference = write_variant(tmp_path / "ref", {1: 0.30, 2: 0.40}, {1: ([1, 2], [0.5, 0.0]), 2: ([1, 2], [1.0, 0.0])})
+    other_users = {1: ([1, 2], [1.0, 0.0]), 2: ([1, 2], [1.0, 0.5]), 3: ([1, 2], [1.0, 1.0])}
+    other = write_variant(tmp_path / "other", {1: 0.35, 2: 0.38, 3: 0.9}, other_users)
+    reference_runs = variant_runs(reference, "DUET-GRU4Rec")
+    row = variant_row("other", other, variant_runs(other, "DUET-GRU4Rec"), ("ref", reference), reference_runs)
+    assert row["seeds"] == [1, 2, 3] and row["shared_seeds"] == [1, 2]
+    assert row["valid"] == pytest.approx((0.35 + 0.38 + 0.9) / 3)
+    assert row["valid_difference"] == pytest.approx((0.05 - 0.02) / 2) and row["valid_wins"] == 1
+    assert row["test_difference"] == pytest.approx((0.5 + 0.0 + 0.0 + 0.5) / 4)  # seed 3 has no partner
+    assert "valid_difference" not in variant_row("ref", reference, reference_runs, ("ref", reference), reference_runs)

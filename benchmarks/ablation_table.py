@@ -1,0 +1,122 @@
+"""One table for an ablation: the same model trained under several settings, each in its own harness folder.
+
+    python benchmarks/ablation_table.py --model DUET-GRU4Rec --reference window \\
+        --variants window=benchmarks/results/ablation-ml-100k-gru4rec-generator-input-window \\
+                   backbone=benchmarks/results/ablation-ml-100k-gru4rec-generator-input-backbone \\
+        --out benchmarks/results/ablation-ml-100k-gru4rec-generator-input.json
+
+Each folder is a ``benchmarks/run.py --out`` (one setting, e.g. ``--config-files benchmarks/ablations/X.yaml``).
+Per variant: seeds, mean valid and test NDCG@10, and against the reference variant, over the seeds both have,
+the mean valid difference (the number that chooses a default: validation, never test), how many seeds
+validation prefers the variant on, and the paired test difference with its 95% bootstrap CI over test users.
+Prints a markdown table and writes it as JSON.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from paired import compare  # noqa: E402
+from per_user import load_per_user  # noqa: E402
+from report import selected_records  # noqa: E402
+
+METRIC = "ndcg@10"
+
+
+def variant_runs(folder, model):
+    """``seed -> record`` of ``model`` in a harness folder (at the learning rate its validation chose)."""
+    with open(os.path.join(folder, "results.json"), encoding="utf-8") as file:
+        records = selected_records(json.load(file))
+    return {record["seed"]: record for record in records if record["model"] == model}
+
+
+def variant_row(name, folder, runs, reference_folder, reference_runs):
+    """One table row: the variant's means and, on shared seeds, its differences from the reference."""
+    row = {
+        "variant": name,
+        "seeds": sorted(runs),
+        "valid": statistics.mean(r["valid"][METRIC] for r in runs.values()),
+        "test": statistics.mean(r["test"][METRIC] for r in runs.values()),
+        "epochs": statistics.mean(r["epochs"] for r in runs.values()),
+    }
+    shared = sorted(set(runs) & set(reference_runs))
+    if name == reference_folder[0] or not shared:
+        return row
+    valid_differences = [runs[s]["valid"][METRIC] - reference_runs[s]["valid"][METRIC] for s in shared]
+    paired = compare(
+        {s: load_per_user(folder, runs[s]) for s in shared},
+        {s: load_per_user(reference_folder[1], reference_runs[s]) for s in shared},
+        METRIC,
+    )
+    row.update(
+        shared_seeds=shared,
+        valid_difference=statistics.mean(valid_differences),
+        valid_wins=sum(difference > 0 for difference in valid_differences),
+        test_difference=paired["mean_difference"],
+        test_ci95=paired["ci95"],
+        test_p=paired["p_value"],
+    )
+    return row
+
+
+def markdown(rows, model, reference):
+    lines = [
+        f"{model}, differences against `{reference}` over shared seeds (test: paired, 95% bootstrap CI over users):",
+        "",
+        "| variant | seeds | valid NDCG@10 | test NDCG@10 | epochs | valid diff. (seeds won) | test diff. [95% CI], p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        versus = ""
+        if "valid_difference" in row:
+            low, high = row["test_ci95"]
+            versus = (
+                f"| {row['valid_difference']:+.4f} ({row['valid_wins']}/{len(row['shared_seeds'])}) "
+                f"| {row['test_difference']:+.4f} [{low:+.4f}, {high:+.4f}], p {row['test_p']:.2g} "
+            )
+        else:
+            versus = "| reference | reference "
+        seeds = ", ".join(str(seed) for seed in row["seeds"])
+        lines.append(f"| {row['variant']} | {seeds} | {row['valid']:.4f} | {row['test']:.4f} | {row['epochs']:.0f} {versus}|")
+    return "\n".join(lines)
+
+
+def parse_variants(pairs):
+    variants = {}
+    for pair in pairs:
+        name, separator, folder = pair.partition("=")
+        if not separator or not name or not folder:
+            raise SystemExit(f"--variants: '{pair}' is not NAME=FOLDER")
+        if not os.path.isfile(os.path.join(folder, "results.json")):
+            raise SystemExit(f"--variants: '{folder}' holds no results.json")
+        variants[name] = folder
+    return variants
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="the harness model name, e.g. DUET-GRU4Rec")
+    parser.add_argument("--variants", nargs="+", required=True, help="NAME=FOLDER, one per setting")
+    parser.add_argument("--reference", required=True, help="the variant the others are compared with")
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    args = parser.parse_args()
+    variants = parse_variants(args.variants)
+    if args.reference not in variants:
+        raise SystemExit(f"--reference: '{args.reference}' is not one of the variants {sorted(variants)}")
+    runs = {name: variant_runs(folder, args.model) for name, folder in variants.items()}
+    for name, found in runs.items():
+        if not found:
+            raise SystemExit(f"--variants: no {args.model} record in '{variants[name]}' ({name})")
+    reference = (args.reference, variants[args.reference])
+    rows = [variant_row(name, variants[name], runs[name], reference, runs[args.reference]) for name in variants]
+    with open(args.out, "w", encoding="utf-8") as file:
+        json.dump({"model": args.model, "reference": args.reference, "variants": variants, "rows": rows}, file, indent=2)
+    print(markdown(rows, args.model, args.reference))
+
+
+if __name__ == "__main__":
+    main()
