@@ -44,8 +44,8 @@ def parts(model, batch):
     source = model.backbone.item_embedding(window_ids) if states is None else realtime_window(states, item_seq_len, model.realtime_window_size)[0]
     window = source.detach().requires_grad_()
     result = {
-        "backbone + its loss": lambda: model._recommendation_losses([model.backbone(item_seq, item_seq_len)], batch)[0],
-        "one CE loss over all items": lambda: model._recommendation_losses([representation], batch)[0],
+        "backbone + its loss": lambda: model._recommendation_loss(model.backbone(item_seq, item_seq_len), batch),
+        "one CE loss over all items": lambda: model._recommendation_loss(representation, batch),
         "head encoder": lambda: model.generator.encode(window, window_len).sum(),
         "generator (encoder + branches)": lambda: sum(w.core.sum() + b.sum() for w, b in model.generator(window, window_len)),
         "global dynamic layers": lambda: model.classifier(representation).sum(),

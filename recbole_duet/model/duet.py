@@ -186,21 +186,14 @@ class DUET(DUETBase):
             return self.classifier.forward_with_parameters(representation, parameters)
         return self.classifier(representation, self.generate(item_seq, item_seq_len, states))
 
-    def _recommendation_losses(self, user_vectors, interaction):
-        """The backbone's own loss (CE over all items, or BPR on the sampled negative) of each batch of user vectors.
-
-        Under CE the batches are scored against the item table in one product (one pass over the table, and
-        one for its gradient, instead of one per loss); each loss still sees only its own batch's logits.
-        """
+    def _recommendation_loss(self, user_vector, interaction):
+        """The backbone's own loss (CE over all items, or BPR on the sampled negative)."""
         pos_items = interaction[self.POS_ITEM_ID]
         if self.loss_type == "BPR":
-            neg_items = interaction[self.NEG_ITEM_ID]
-            return [
-                self.backbone.loss_fct(self.scoring.pointwise(vector, pos_items), self.scoring.pointwise(vector, neg_items))
-                for vector in user_vectors
-            ]
-        logits = self.scoring.full_sort(torch.cat(user_vectors))
-        return [self.backbone.loss_fct(part, pos_items) for part in logits.split(len(pos_items))]
+            pos_score = self.scoring.pointwise(user_vector, pos_items)
+            neg_score = self.scoring.pointwise(user_vector, interaction[self.NEG_ITEM_ID])
+            return self.backbone.loss_fct(pos_score, neg_score)
+        return self.backbone.loss_fct(self.scoring.full_sort(user_vector), pos_items)
 
     def calculate_loss(self, interaction):
         """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately.
@@ -211,12 +204,11 @@ class DUET(DUETBase):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         representation, states = self.represent(item_seq, item_seq_len)
+        loss_umn = self._recommendation_loss(self.classifier(representation), interaction)
         if self.inference == "global":
-            (loss_umn,) = self._recommendation_losses([self.classifier(representation)], interaction)
             return loss_umn
         generated = self.generate(item_seq, item_seq_len, states)
-        personalised, global_ = self.classifier(representation, generated), self.classifier(representation)
-        loss_ppg, loss_umn = self._recommendation_losses([personalised, global_], interaction)
+        loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
         return loss_ppg, self.umn_weight * loss_umn
 
     def predict(self, interaction):
