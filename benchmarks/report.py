@@ -109,6 +109,13 @@ def summary_table(records, models):
     return "\n".join(lines)
 
 
+def epoch_cap_line(records):
+    """How many trainings ran into the epoch cap instead of stopping early (family members share a training)."""
+    trainings = [r for r in records if _decider(r) == r["model"]]
+    capped = sum(not r["stopped_early"] for r in trainings)
+    return f"Trainings that hit the epoch cap instead of stopping early: {capped} of {len(trainings)}."
+
+
 def adaptation_ms(record):
     """A device's wait: generation p50 for DUET, tuning time for Finetune, tuning and scoring time for
     FinetuneAll (its test pass per user), nothing for the others."""

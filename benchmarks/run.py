@@ -42,7 +42,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from adaptation import measure_adaptation  # noqa: E402
 from per_user import evaluate_per_user, save_per_user  # noqa: E402
-from report import paired_lines, ratio_lines, selected_records, summary_table, write_plots  # noqa: E402
+from report import (  # noqa: E402
+    epoch_cap_line,
+    paired_lines,
+    ratio_lines,
+    selected_records,
+    summary_table,
+    write_plots,
+)
 
 from recbole_duet.config import Config  # noqa: E402
 from recbole_duet.quick_start import run_experiment  # noqa: E402
@@ -273,6 +280,8 @@ def write_report(records, args, plots=True):
         f"Settings on top of RecBole's and each model's defaults: `{json.dumps(settings)}`",
         "",
         table,
+        "",
+        epoch_cap_line(reported),
         "",
         *paired_lines(reported, args.out),
         "Side-by-side ratios (same seed, same run):",

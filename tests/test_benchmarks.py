@@ -67,6 +67,7 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
     for model in MODELS:
         assert f"| {model} | 2 | " in markdown
     assert "NDCG@10 DUET/backbone" in markdown
+    assert "hit the epoch cap instead of stopping early: 4 of 4." in markdown  # 1 epoch each; 2 trainings per seed
     for plot in ("metrics.png", "accuracy_vs_time.png"):
         assert (out / plot).read_bytes()[:8] == PNG_MAGIC
 
