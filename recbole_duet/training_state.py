@@ -9,6 +9,7 @@ the same batches and dropout masks as the uninterrupted one would have. It is wr
 checkpoint format (:mod:`recbole_duet.checkpoint`), by rank 0 only.
 """
 
+import os
 import random
 
 import numpy as np
@@ -54,7 +55,7 @@ def save_training_state(trainer, train_data, path, epoch, elapsed_seconds):
         "cur_step": trainer.cur_step,
         "best_valid_score": float(trainer.best_valid_score),
         "best_valid_result": None if trainer.best_valid_result is None else plain_metrics(trainer.best_valid_result),
-        "best_model_file": trainer.saved_model_file,
+        "best_model_file": os.path.abspath(trainer.saved_model_file),  # a resumed run may start elsewhere
         "train_loss": {int(key): value for key, value in trainer.train_loss_dict.items()},
         "elapsed_seconds": elapsed_seconds,
         "state_dict": trainer.model.state_dict(),
