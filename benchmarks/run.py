@@ -20,10 +20,10 @@ per rate, and each later seed uses the rate whose first-seed run had the best va
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
 finished trainings and paired statistics never need a retraining. A training in progress keeps its whole state
-in ``<out>/checkpoints/`` after every epoch (:mod:`recbole_duet.training_state`), so a harness stopped mid-training
-(e.g. at the end of a session) goes on from the last finished epoch; several harness processes with different
-``--models`` may share one ``--out``; ``results.md`` (with paired bootstrap CIs)
-and the PNG plots are rewritten at the end.
+in ``<out>/checkpoints/`` after every epoch (:mod:`recbole_duet.training_state`), so a harness stopped
+mid-training (e.g. at the end of a session) goes on from the last finished epoch. Several harness processes
+with different ``--models`` may share one ``--out``. ``results.md`` (with paired bootstrap CIs) and the PNG
+plots are rewritten at the end.
 """
 
 import argparse
@@ -102,7 +102,8 @@ class Harness:
 
     def state_file(self, job, seed, learning_rate):
         """Where a training's state is kept after every epoch, so that a stopped harness resumes it mid-way."""
-        return os.path.join(self.args.out, "checkpoints", f"{self.label(training_name(job), seed, learning_rate)}.state.pth")
+        stem = self.label(training_name(job), seed, learning_rate)
+        return os.path.join(self.args.out, "checkpoints", f"{stem}.state.pth")
 
     def train(self, job, model, overrides, seed, learning_rate):
         config_dict = {**PROTOCOL, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
