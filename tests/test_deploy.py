@@ -17,7 +17,7 @@ from conftest import build_pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_duet.bundle import BundleError, ModelVersionError, PayloadCodec, b85decode, b85encode_rows
+from recbole_duet.bundle import PAYLOAD_DTYPES, BundleError, ModelVersionError, PayloadCodec, b85decode, b85encode_rows
 from recbole_duet.deploy.graphs import DeviceParameters
 from recbole_duet.deploy.verify import top_k
 from recbole_duet.device import DeviceModel
@@ -132,9 +132,27 @@ def test_payload_for_sasrec_defaults_fits_in_2_kb(tmp_path, tiny_config_dict):
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=4).filter(lambda rows: len(set(map(len, rows))) == 1))
 def test_base85_matches_the_standard_library(rows):
     array = np.array([np.frombuffer(row, dtype=np.uint8) for row in rows], dtype=np.uint8).reshape(len(rows), -1)
-    for row, text in zip(rows, b85encode_rows(array)):
+    for row, characters in zip(rows, b85encode_rows(array)):
+        text = characters.tobytes().decode("ascii")
         assert text == base64.b85encode(row).decode("ascii")
         assert b85decode(text) == row
+
+
+def test_base85_of_batches_larger_than_one_chunk_matches_the_standard_library():
+    """Large batches are encoded a chunk of rows at a time (one row per chunk for 40 KB rows)."""
+    rng = np.random.default_rng(0)
+    for rows in (rng.integers(0, 256, (3, 40001), dtype=np.uint8), rng.integers(0, 256, (150, 1536), dtype=np.uint8)):
+        assert [text.tobytes() for text in b85encode_rows(rows)] == [base64.b85encode(row.tobytes()) for row in rows]
+
+
+def test_payload_json_text_is_the_payload_json_would_write(bundle):
+    """The service writes payloads as JSON text directly; it must be exactly what json.dumps writes."""
+    folder, *_ = bundle
+    generator = BundleGenerator(folder)
+    tensors = generator.parameters([[3, 4, 5], [7], [1, 2, 3, 4, 5, 6]])
+    for dtype in PAYLOAD_DTYPES:
+        expected = [json.dumps(payload, separators=(",", ":")).encode() for payload in generator.codec.encode(tensors, dtype)]
+        assert generator.codec.encode_json(tensors, dtype) == expected
 
 
 def test_device_runtime_imports_neither_torch_nor_recbole(bundle):
