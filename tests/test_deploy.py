@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from recbole_duet.bundle import PAYLOAD_DTYPES, BundleError, ModelVersionError, PayloadCodec, b85decode, b85encode_rows
 from recbole_duet.deploy.graphs import DeviceParameters
-from recbole_duet.deploy.verify import top_k
+from recbole_duet.deploy.verify import top10_agreement, top_k
 from recbole_duet.device import DeviceModel
 from recbole_duet.serving.generator import BundleGenerator
 
@@ -73,6 +73,22 @@ def test_device_runtime_reproduces_full_sort_predict(bundle):
         recommended = device.recommend(history, json.loads(json.dumps(payload)), k=10)
         assert [token for token, _ in recommended] == [tokens[i] for i in top_k(reference[user])]
         np.testing.assert_allclose([score for _, score in recommended], reference[user][top_k(reference[user])], atol=1e-4)
+
+
+def test_top10_agreement_forgives_only_what_the_reference_cannot_order():
+    """Strictly (tolerance 0), only items with exactly the same reference score may change places."""
+    reference = np.array([[0, 9, 8, 7, 7, 6, 5, 4, 3, 2, 1, 1, 0.5]], dtype=np.float32)  # 3 and 4 tie, 10 and 11
+    one_bit_apart = reference.copy()
+    one_bit_apart[0, [4, 11]] = np.nextafter(reference[0, [4, 11]], np.float32(10))  # 4 before 3, 11 makes the cut
+    assert top_k(one_bit_apart)[0].tolist() == [1, 2, 4, 3, 5, 6, 7, 8, 9, 11]
+    assert top10_agreement(one_bit_apart, reference, 0) == 1.0
+    nearly_tied = reference.copy()
+    nearly_tied[0, 4] = np.nextafter(np.float32(7), np.float32(0))  # the reference now orders 3 before 4
+    assert top10_agreement(one_bit_apart, nearly_tied, 0) == 0.0
+    assert top10_agreement(one_bit_apart, nearly_tied, 1e-4) == 1.0
+    swapped = reference.copy()
+    swapped[0, [1, 2]] = [8, 9]
+    assert top10_agreement(np.concatenate([swapped, reference]), np.concatenate([reference, reference]), 1e-4) == 0.5
 
 
 def test_the_payload_changes_the_scores(bundle):
