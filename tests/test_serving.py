@@ -131,6 +131,7 @@ BAD_REQUESTS = [
     ("/v1/generate", {"window": ["i3", "242"]}, 422, "window[1]: unknown item token '242'"),
     ("/v1/generate", {"window": ["i3"], "dtype": "int8"}, 422, "dtype: must be one of"),
     ("/v1/generate", {"window": ["i3"], "extra": 1}, 422, "body: unknown field 'extra'"),
+    ("/v1/generate", {"window": ["i3"], "a\nb": 1}, 422, "body: unknown field 'a\\nb'"),
     ("/v1/generate/batch", {"windows": []}, 422, "windows: must be a non-empty array"),
     ("/v1/generate/batch", {"windows": [["i3"], ["nope"]]}, 422, "windows[1][0]: unknown item token 'nope'"),
     ("/v1/generate/batch", {"windows": [[]] * 1025}, 413, "windows: holds 1025 windows, the limit is 1024"),
@@ -142,7 +143,7 @@ BAD_REQUESTS = [
 def test_bad_input_gets_a_4xx_naming_the_field(server, path, body, status, message):
     response = server.post(path, body)
     assert response.status_code == status, response.text
-    assert response.json()["error"].startswith(message)
+    assert response.json()["error"].startswith(message) and "\n" not in response.json()["error"]
 
 
 def test_a_chunked_body_over_the_limit_gets_413(server):

@@ -37,7 +37,7 @@ def _fields(body, required, optional):
         raise RequestError(422, f"body: must be a JSON object with field '{required}', got {_json_type(body)}")
     unknown = sorted(set(body) - {required, *optional})
     if unknown:
-        raise RequestError(422, f"body: unknown field '{unknown[0]}' (allowed: '{required}', {list(optional)})")
+        raise RequestError(422, f"body: unknown field {unknown[0][:80]!r} (allowed: '{required}', {list(optional)})")
     if required not in body:
         raise RequestError(422, f"{required}: missing")
     return body
