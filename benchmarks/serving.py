@@ -58,7 +58,11 @@ def in_process_rates(bundle, windows, single_samples=2000, batch=1024):
     """The exported generator alone, one thread: per single device (p50/p99) and devices/s in batches."""
     generator = BundleGenerator(bundle)
     ids = [generator.vocabulary.ids(window, "window") for window in windows]
-    generator.generate(ids[:1])
+
+    def payloads(batch):  # what the service sends: each device's payload as JSON text
+        return generator.codec.encode_json(generator.parameters(batch))
+
+    payloads(ids[:1])
     single = []
     for i in range(single_samples):
         start = time.perf_counter()
@@ -67,12 +71,12 @@ def in_process_rates(bundle, windows, single_samples=2000, batch=1024):
     encoded = []
     for i in range(single_samples):
         start = time.perf_counter()
-        generator.generate([ids[i % len(ids)]])
+        payloads([ids[i % len(ids)]])
         encoded.append(time.perf_counter() - start)
     many = (ids * (batch // len(ids) + 1))[:batch]
     start, rounds = time.perf_counter(), 5
     for _ in range(rounds):
-        generator.generate(many)
+        payloads(many)
     return {
         "onnx_single_device": percentiles_ms(single),
         "onnx_single_device_with_payload_encoding": percentiles_ms(encoded),
@@ -80,14 +84,14 @@ def in_process_rates(bundle, windows, single_samples=2000, batch=1024):
     }
 
 
-def torch_single_device(checkpoint, samples=500):
+def torch_single_device(checkpoint, data_path=None, samples=500):
     """PyTorch's ``generate`` for one device at a time (p50/p99), one thread, inference mode."""
     import torch
 
     from recbole_duet.deploy.export import load_trained_model
 
     torch.set_num_threads(1)
-    _, _, loaders, model, _ = load_trained_model(checkpoint)
+    _, _, loaders, model, _ = load_trained_model(checkpoint, data_path)
     rows = loaders[2]._dataset.inter_feat
     inputs = model.device_inputs(rows)
     times = []
@@ -237,13 +241,15 @@ CLIENTS = {"raw": _raw_clients, "httpx": _httpx_clients}
 def _load_process(client, url, path, bodies, expected_chars, concurrency, duration, queue):
     stats = {"latencies": [], "bytes": [], "status": {}, "errors": {}, "devices": 0, "truncated": 0}
     deadline = time.perf_counter() + duration
+    cpu = time.process_time()
     asyncio.run(CLIENTS[client](url, path, bodies, expected_chars, concurrency, deadline, stats))
+    stats["cpu_s"] = time.process_time() - cpu
     queue.put(stats)
 
 
 def drive(client, server, path, bodies, expected_chars, concurrency, duration, processes, during=None):
     """Run the load for ``duration`` s with ``concurrency`` clients split over ``processes``; merge the stats
-    and the server's CPU time per answered request."""
+    and the CPU time per answered request of the server and of the load generator."""
     url = server.url
     cpu_before = server.cpu_seconds()
     context = multiprocessing.get_context("spawn")
@@ -289,6 +295,7 @@ def drive(client, server, path, bodies, expected_chars, concurrency, duration, p
         "response_bytes": float(np.mean(merged["bytes"])) if merged["bytes"] else None,
         "server_cpu_s": server_cpu,
         "server_cpu_ms_per_request": 1000 * server_cpu / max(1, requests),
+        "load_generator_cpu_s": sum(part["cpu_s"] for part in parts),
     }
 
 
@@ -296,6 +303,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="DUET checkpoint to export (and to time PyTorch's generator on)")
     parser.add_argument("--bundle", help="an exported bundle (instead of --checkpoint)")
+    parser.add_argument("--data-path", help="folder holding the dataset's folder, if it moved since training")
     parser.add_argument("--out", required=True)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per scenario")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
@@ -317,7 +325,7 @@ def main():
 
         args.bundle = os.path.join(args.out, "bundle")
         sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value pairs from the command line
-        export_bundle(args.checkpoint, args.bundle, verify_users=100000)
+        export_bundle(args.checkpoint, args.bundle, data_path=args.data_path, verify_users=100000)
     manifest = read_manifest(args.bundle)
     codec = PayloadCodec(manifest)
     expected_chars = 5 * sum(codec.sizes)  # base85: 5 characters per 4 bytes, one float32 value
@@ -332,7 +340,7 @@ def main():
         "in_process": in_process_rates(args.bundle, windows),
     }
     if args.checkpoint:
-        report["in_process"]["torch_single_device"] = torch_single_device(args.checkpoint)
+        report["in_process"]["torch_single_device"] = torch_single_device(args.checkpoint, args.data_path)
     print(json.dumps(report["in_process"], indent=1))
 
     single_bodies = [json.dumps({"window": window}).encode() for window in windows]
@@ -389,13 +397,13 @@ def print_table(report):
     if "sigkill" in report:
         rows.append(("sigkill", report["sigkill"]))
     print(f"{'endpoint':8} {'client':6} {'conc':>4} {'req/s':>8} {'devices/s':>10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-          f"{'5xx':>4} {'errors':>6} {'trunc':>5} {'bytes':>7} {'srv ms/req':>10}")
+          f"{'5xx':>4} {'errors':>6} {'trunc':>5} {'bytes':>7} {'srv ms/req':>10} {'load ms/req':>11}")
     for name, r in rows:
         errors = sum(r["client_errors"].values())
         print(f"{name:8} {r['client']:6} {r['concurrency']:>4} {r['requests_per_s']:>8.0f} {r['devices_per_s']:>10.0f} "
               f"{r['p50_ms'] or 0:>7.2f} {r['p95_ms'] or 0:>7.2f} {r['p99_ms'] or 0:>7.2f} {r['server_errors_5xx']:>4} "
               f"{errors:>6} {r['truncated_payloads']:>5} {r['response_bytes'] or 0:>7.0f} "
-              f"{r['server_cpu_ms_per_request']:>10.3f}")
+              f"{r['server_cpu_ms_per_request']:>10.3f} {1000 * r['load_generator_cpu_s'] / max(1, r['requests']):>11.3f}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,10 @@ class ItemVocabulary:
     def ids(self, tokens, field, start=0):
         """Internal ids of ``tokens``; raise :class:`UnknownItemError` naming ``field[start + i]`` for the first
         unknown one (``start``: where ``tokens`` begin in the list the caller received)."""
+        try:
+            return [self._ids[token] for token in tokens]  # the common case, in one pass
+        except (KeyError, TypeError):  # TypeError: an unhashable value, which no token is
+            pass
         ids = []
         for position, token in enumerate(tokens, start):
             item = self._ids.get(token)
@@ -105,23 +109,33 @@ _B85_ALPHABET = np.frombuffer(
 _B85_DIGITS = np.full(256, 255, dtype=np.uint8)
 _B85_DIGITS[_B85_ALPHABET] = np.arange(85, dtype=np.uint8)
 _B85_POWERS = 85 ** np.arange(4, -1, -1, dtype=np.uint64)
+_B85_CHUNK_WORDS = 1 << 14  # 64 KB of 32-bit words at a time: the temporaries stay in the CPU's cache
 
 
 def b85encode_rows(rows):
-    """Base85 text of each row of a ``uint8 [B, n]`` array, as ``base64.b85encode`` writes it.
+    """Base85 text of each row of a ``uint8 [B, n]`` array, as ``base64.b85encode`` writes it, returned as
+    ASCII characters ``uint8 [B, m]``.
 
     Vectorised over the batch: the standard library's encoder is pure Python (about 90 us for one SASRec
-    payload), which would cost more than generating the parameters.
+    payload), which would cost more than generating the parameters. Rows are encoded a cache-sized chunk at
+    a time (on a batch of 1,024 SASRec payloads, twice as fast as the whole batch at once).
     """
     n_devices, n_bytes = rows.shape
     padding = -n_bytes % 4
-    words = np.pad(rows, ((0, 0), (0, padding))).view(">u4").astype(np.uint32)
-    digits = np.empty(words.shape + (5,), dtype=np.uint8)
-    for position in range(4, -1, -1):
-        digits[..., position] = words % 85
-        words //= 85
-    text = _B85_ALPHABET[digits].reshape(n_devices, -1)[:, : digits[0].size - padding]
-    return [row.tobytes().decode("ascii") for row in text]
+    if padding:
+        rows = np.concatenate([rows, np.zeros((n_devices, padding), dtype=np.uint8)], axis=1)
+    words = np.ascontiguousarray(rows).view(">u4").astype(np.uint32)
+    text = np.empty(words.shape + (5,), dtype=np.uint8)
+    step = max(1, _B85_CHUNK_WORDS // max(1, words.shape[1]))
+    for start in range(0, n_devices, step):
+        chunk = words[start : start + step]
+        digits = np.empty((5,) + chunk.shape, dtype=np.uint8)
+        for position in range(4, -1, -1):
+            quotient = chunk // 85  # numpy divides by a constant with a multiplication; % would divide
+            digits[position] = _B85_ALPHABET.take(chunk - quotient * 85)
+            chunk = quotient
+        text[start : start + step] = digits.transpose(1, 2, 0)
+    return text.reshape(n_devices, -1)[:, : 5 * words.shape[1] - padding]
 
 
 def b85decode(text):
@@ -148,11 +162,24 @@ class PayloadCodec:
         self.layout = [(entry["name"], tuple(entry["shape"])) for entry in manifest["payload"]]
         self.sizes = [int(np.prod(shape)) for _, shape in self.layout]
 
-    def encode(self, tensors, dtype="float32"):
-        """One payload per device from ``tensors``: the batch's arrays ``[B, *shape]`` in layout order."""
+    def _texts(self, tensors, dtype):
         flat = np.concatenate([np.asarray(t, dtype=dtype).reshape(len(t), -1) for t in tensors], axis=1)
-        texts = b85encode_rows(np.ascontiguousarray(flat).view(np.uint8))
-        return [{"model_version": self.version, "dtype": dtype, "parameters": text} for text in texts]
+        return b85encode_rows(flat.view(np.uint8))
+
+    def encode(self, tensors, dtype="float32"):
+        """One payload (a dict) per device from ``tensors``: the batch's arrays ``[B, *shape]`` in layout order."""
+        return [
+            {"model_version": self.version, "dtype": dtype, "parameters": text.tobytes().decode("ascii")}
+            for text in self._texts(tensors, dtype)
+        ]
+
+    def encode_json(self, tensors, dtype="float32"):
+        """The same payloads as compact JSON text (bytes), written directly: base85 text needs no JSON escaping,
+        and ``json.dumps`` would spend longer scanning each payload's 2,000 characters than base85 takes to
+        write them."""
+        head = json.dumps({"model_version": self.version, "dtype": dtype, "parameters": ""}, separators=(",", ":"))
+        head = head[:-2].encode()  # all but the closing '"}'
+        return [head + text.tobytes() + b'"}' for text in self._texts(tensors, dtype)]
 
     def decode(self, payload):
         """The payload's tensors as float32 ``[1, *shape]`` arrays, keyed by name.

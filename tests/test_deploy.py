@@ -17,9 +17,9 @@ from conftest import build_pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_duet.bundle import BundleError, ModelVersionError, PayloadCodec, b85decode, b85encode_rows
+from recbole_duet.bundle import PAYLOAD_DTYPES, BundleError, ModelVersionError, PayloadCodec, b85decode, b85encode_rows
 from recbole_duet.deploy.graphs import DeviceParameters
-from recbole_duet.deploy.verify import top_k
+from recbole_duet.deploy.verify import top10_agreement, top_k
 from recbole_duet.device import DeviceModel
 from recbole_duet.serving.generator import BundleGenerator
 
@@ -73,6 +73,22 @@ def test_device_runtime_reproduces_full_sort_predict(bundle):
         recommended = device.recommend(history, json.loads(json.dumps(payload)), k=10)
         assert [token for token, _ in recommended] == [tokens[i] for i in top_k(reference[user])]
         np.testing.assert_allclose([score for _, score in recommended], reference[user][top_k(reference[user])], atol=1e-4)
+
+
+def test_top10_agreement_forgives_only_what_the_reference_cannot_order():
+    """Strictly (tolerance 0), only items with exactly the same reference score may change places."""
+    reference = np.array([[0, 9, 8, 7, 7, 6, 5, 4, 3, 2, 1, 1, 0.5]], dtype=np.float32)  # 3 and 4 tie, 10 and 11
+    one_bit_apart = reference.copy()
+    one_bit_apart[0, [4, 11]] = np.nextafter(reference[0, [4, 11]], np.float32(10))  # 4 before 3, 11 makes the cut
+    assert top_k(one_bit_apart)[0].tolist() == [1, 2, 4, 3, 5, 6, 7, 8, 9, 11]
+    assert top10_agreement(one_bit_apart, reference, 0) == 1.0
+    nearly_tied = reference.copy()
+    nearly_tied[0, 4] = np.nextafter(np.float32(7), np.float32(0))  # the reference now orders 3 before 4
+    assert top10_agreement(one_bit_apart, nearly_tied, 0) == 0.0
+    assert top10_agreement(one_bit_apart, nearly_tied, 1e-4) == 1.0
+    swapped = reference.copy()
+    swapped[0, [1, 2]] = [8, 9]
+    assert top10_agreement(np.concatenate([swapped, reference]), np.concatenate([reference, reference]), 1e-4) == 0.5
 
 
 def test_the_payload_changes_the_scores(bundle):
@@ -132,9 +148,27 @@ def test_payload_for_sasrec_defaults_fits_in_2_kb(tmp_path, tiny_config_dict):
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=4).filter(lambda rows: len(set(map(len, rows))) == 1))
 def test_base85_matches_the_standard_library(rows):
     array = np.array([np.frombuffer(row, dtype=np.uint8) for row in rows], dtype=np.uint8).reshape(len(rows), -1)
-    for row, text in zip(rows, b85encode_rows(array)):
+    for row, characters in zip(rows, b85encode_rows(array)):
+        text = characters.tobytes().decode("ascii")
         assert text == base64.b85encode(row).decode("ascii")
         assert b85decode(text) == row
+
+
+def test_base85_of_batches_larger_than_one_chunk_matches_the_standard_library():
+    """Large batches are encoded a chunk of rows at a time (one row per chunk for 40 KB rows)."""
+    rng = np.random.default_rng(0)
+    for rows in (rng.integers(0, 256, (3, 40001), dtype=np.uint8), rng.integers(0, 256, (150, 1536), dtype=np.uint8)):
+        assert [text.tobytes() for text in b85encode_rows(rows)] == [base64.b85encode(row.tobytes()) for row in rows]
+
+
+def test_payload_json_text_is_the_payload_json_would_write(bundle):
+    """The service writes payloads as JSON text directly; it must be exactly what json.dumps writes."""
+    folder, *_ = bundle
+    generator = BundleGenerator(folder)
+    tensors = generator.parameters([[3, 4, 5], [7], [1, 2, 3, 4, 5, 6]])
+    for dtype in PAYLOAD_DTYPES:
+        expected = [json.dumps(payload, separators=(",", ":")).encode() for payload in generator.codec.encode(tensors, dtype)]
+        assert generator.codec.encode_json(tensors, dtype) == expected
 
 
 def test_device_runtime_imports_neither_torch_nor_recbole(bundle):

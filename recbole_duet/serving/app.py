@@ -7,6 +7,7 @@ the field, in one format: ``{"error": "window[2]: unknown item token 'x'"}``. A 
 configured, is checked before the body is read: a request without it generates nothing.
 """
 
+import gc
 import hmac
 import json
 import os
@@ -57,14 +58,19 @@ def read_token(path):
     return token
 
 
+def _compact(value):
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def _json(status, value, headers=None):
-    body = json.dumps(value, separators=(",", ":")).encode()
+    body = value if isinstance(value, bytes) else _compact(value)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def _with_notice(payload, window):
+    """A payload's JSON text (from the batcher), with ``window_truncated`` added when the window was cut."""
     notice = window.notice
-    return payload if notice is None else {**payload, "window_truncated": notice}
+    return payload if notice is None else payload[:-1] + b',"window_truncated":' + _compact(notice) + b"}"
 
 
 def create_app(settings):
@@ -83,6 +89,10 @@ def create_app(settings):
     @asynccontextmanager
     async def lifespan(app):
         batcher.start()
+        # Everything built so far (FastAPI, onnxruntime, numpy, the vocabulary) lives as long as the worker; out
+        # of the collector's sight, a full collection no longer stalls every request in flight (about 30 ms
+        # here: the p99 of a loaded worker), and it only scans what requests allocate.
+        gc.freeze()
         yield
         await batcher.stop()
 
@@ -149,7 +159,7 @@ def create_app(settings):
             "batch",
             request,
             lambda body: parse_batch(body, vocabulary, window_size, limit),
-            lambda p: {"payloads": p},
+            lambda p: b'{"payloads":[' + b",".join(p) + b"]}",
         )
 
     @app.get("/healthz")

@@ -2,15 +2,17 @@
 letting latency grow without bound.
 
 Requests wait in one FIFO queue of at most ``max_queue`` devices (a full queue raises
-:class:`QueueFullError`, answered 503 with ``Retry-After``). One task takes the queue's head and, while other
-requests are still being read (:meth:`expect`), for at most ``max_wait_ms`` or until ``max_batch`` devices
-are gathered, whatever arrives next; a lone request therefore never waits. Then it runs the generator
-on all of them in a worker thread (onnxruntime releases the GIL, so the event loop keeps reading requests
-meanwhile) and answers each request with its own rows, in the dtype it asked for.
+:class:`QueueFullError`, answered 503 with ``Retry-After``). One task forms the batches: as soon as the
+generator is free it takes everything queued (up to ``max_batch`` devices), after letting requests whose bytes
+have already arrived reach the queue. It waits longer, at most ``max_wait_ms``, only while other requests are
+still being read (:meth:`expect`) and the batch is not full, and it wakes once, when the last of them is
+queued or the batch fills, not at every arrival. A lone request therefore never waits, and under load the batch
+size follows the load: what queued while the previous batch ran. The generator runs in a worker thread
+(onnxruntime releases the GIL, so the event loop keeps reading requests meanwhile), and each request gets its
+own payloads as JSON text, in the dtype it asked for.
 """
 
 import asyncio
-import time
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +51,8 @@ class MicroBatcher:
         self.queued = 0
         self.expected = 0
         self._jobs = deque()
-        self._arrived = asyncio.Event()
+        self._arrived = asyncio.Event()  # the queue is no longer empty
+        self._ready = asyncio.Event()  # the batch can go: it is full, or no request is being read any more
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duet-generator")
         self._task = None
 
@@ -69,7 +72,8 @@ class MicroBatcher:
             yield
         finally:
             self.expected -= 1
-            self._arrived.set()
+            if not self.expected:
+                self._ready.set()
 
     async def submit(self, windows, dtype):
         """Payloads for ``windows`` (lists of internal item ids), generated in some batch."""
@@ -79,43 +83,44 @@ class MicroBatcher:
         self._jobs.append(_Job(windows, dtype, future))
         self.queued += len(windows)
         self._arrived.set()
+        if self.queued >= self.max_batch:
+            self._ready.set()
         return await future
 
     async def _gather(self):
-        """The next batch: the queue's head, then what arrives within ``max_wait`` up to ``max_batch``."""
+        """The next batch: what is queued once the requests already read have been queued, and what the requests
+        still being read add within ``max_wait`` (up to ``max_batch`` devices)."""
         while not self._jobs:
             self._arrived.clear()
             await self._arrived.wait()
         await asyncio.sleep(0)  # let requests whose bytes have already arrived reach the queue first
+        if self.expected and self.queued < self.max_batch:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), self.max_wait)
+            except asyncio.TimeoutError:
+                pass
         batch = [self._jobs.popleft()]
         size = len(batch[0].windows)
-        deadline = time.monotonic() + self.max_wait
-        while size < self.max_batch:
-            if self._jobs:
-                if size + len(self._jobs[0].windows) > self.max_batch:
-                    break
-                job = self._jobs.popleft()
-                batch.append(job)
-                size += len(job.windows)
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.expected == 0:
-                break
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
+        while self._jobs and size + len(self._jobs[0].windows) <= self.max_batch:
+            batch.append(self._jobs.popleft())
+            size += len(batch[-1].windows)
         self.queued -= size
         return batch
 
     def _generate(self, batch):
+        """Each job's payloads as JSON text: one generator call for the batch, one encoding per dtype asked for."""
         tensors = self.generator.parameters([window for job in batch for window in job.windows])
+        dtypes = [job.dtype for job in batch for _ in job.windows]
+        texts = [None] * len(dtypes)
+        for dtype in set(dtypes):
+            rows = [row for row, wanted in enumerate(dtypes) if wanted == dtype]
+            for row, text in zip(rows, self.generator.codec.encode_json([t[rows] for t in tensors], dtype)):
+                texts[row] = text
         results, start = [], 0
         for job in batch:
-            stop = start + len(job.windows)
-            results.append(self.generator.codec.encode([tensor[start:stop] for tensor in tensors], job.dtype))
-            start = stop
+            results.append(texts[start : start + len(job.windows)])
+            start += len(job.windows)
         return results
 
     async def _run(self):

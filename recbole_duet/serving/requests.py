@@ -37,7 +37,7 @@ def _fields(body, required, optional):
         raise RequestError(422, f"body: must be a JSON object with field '{required}', got {_json_type(body)}")
     unknown = sorted(set(body) - {required, *optional})
     if unknown:
-        raise RequestError(422, f"body: unknown field '{unknown[0]}' (allowed: '{required}', {list(optional)})")
+        raise RequestError(422, f"body: unknown field {unknown[0][:80]!r} (allowed: '{required}', {list(optional)})")
     if required not in body:
         raise RequestError(422, f"{required}: missing")
     return body
@@ -73,14 +73,14 @@ def parse_window(value, field, vocabulary, window_size):
         raise RequestError(422, f"{field}: is empty; send at least one item token")
     dropped = max(0, len(value) - window_size)
     newest = value[dropped:]
-    for position, token in enumerate(newest):
-        if not isinstance(token, str):
-            raise RequestError(
-                422, f"{field}[{dropped + position}]: must be a string item token, got {_json_type(token)}"
-            )
     try:
         return Window(vocabulary.ids(newest, field, start=dropped), len(value))
-    except UnknownItemError as error:
+    except (UnknownItemError, TypeError) as error:  # TypeError: a value that is not a string
+        for position, token in enumerate(newest):  # such a value is named before any unknown token
+            if not isinstance(token, str):
+                raise RequestError(
+                    422, f"{field}[{dropped + position}]: must be a string item token, got {_json_type(token)}"
+                ) from None
         raise RequestError(422, str(error)) from None
 
 

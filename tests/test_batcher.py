@@ -1,0 +1,183 @@
+"""The micro-batcher's scheduling, without a server: when a batch goes, what it holds, and that every request
+gets its own payloads. The generator is a stand-in whose payload is the window itself, so each answer can be
+traced back to its request; generous time limits (seconds against a 5 s wait) keep the tests steady on a
+loaded machine."""
+
+import asyncio
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from recbole_duet.bundle import PayloadCodec
+from recbole_duet.serving.batcher import MicroBatcher, QueueFullError
+
+LONG_WAIT_MS = 5000
+
+
+class WindowEcho:
+    """A generator whose parameters for a window are its first three ids; records each call's device count and
+    can hold a call until released (to let requests queue while it runs)."""
+
+    def __init__(self, hold_first_call=False):
+        self.codec = PayloadCodec({"model_version": "v1", "payload": [{"name": "ids", "shape": [3]}]})
+        self.calls = []
+        self.release = threading.Event()
+        if not hold_first_call:
+            self.release.set()
+
+    def parameters(self, windows):
+        self.calls.append(len(windows))
+        if len(self.calls) == 1:
+            self.release.wait(10)
+        return [np.array([(window + [0, 0, 0])[:3] for window in windows], dtype=np.float32)]
+
+
+def ids_of(codec, text):
+    payload = json.loads(text)
+    return payload["dtype"], codec.decode(payload)["ids"][0].astype(int).tolist()
+
+
+def run_with(batcher, scenario):
+    """Run ``scenario(batcher)`` on a fresh event loop with the batcher started; return its result and seconds."""
+
+    async def main():
+        batcher.start()
+        start = time.monotonic()
+        try:
+            return await scenario(batcher), time.monotonic() - start
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(main())
+
+
+async def reading(batcher, seconds, windows=None):
+    """A request whose body takes ``seconds`` to read, then (with ``windows``) is submitted."""
+    with batcher.expect():
+        await asyncio.sleep(seconds)
+    if windows is not None:
+        return await batcher.submit(windows, "float32")
+
+
+def test_a_lone_request_does_not_wait_for_company():
+    generator = WindowEcho()
+    (payloads, elapsed) = run_with(
+        MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), lambda b: b.submit([[3, 4]], "float32")
+    )
+    assert elapsed < 1 and generator.calls == [1]
+    assert ids_of(generator.codec, payloads[0]) == ("float32", [3, 4, 0])
+
+
+def test_requests_queued_while_the_generator_runs_share_its_next_call():
+    generator = WindowEcho(hold_first_call=True)
+
+    async def scenario(batcher):
+        first = asyncio.ensure_future(batcher.submit([[1]], "float32"))
+        await asyncio.sleep(0.1)  # the first call is running (held)
+        later = [asyncio.ensure_future(batcher.submit([[10 + i]], "float32")) for i in range(5)]
+        await asyncio.sleep(0.1)
+        generator.release.set()
+        return await asyncio.gather(first, *later)
+
+    answers, elapsed = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
+    assert generator.calls == [1, 5] and elapsed < 2
+    assert [ids_of(generator.codec, payloads[0])[1][0] for payloads in answers] == [1, 10, 11, 12, 13, 14]
+
+
+def test_a_batch_waits_for_a_request_being_read_and_goes_when_it_is_queued():
+    generator = WindowEcho()
+
+    async def scenario(batcher):
+        slow = asyncio.ensure_future(reading(batcher, 0.3, [[7]]))
+        await asyncio.sleep(0)
+        return await asyncio.gather(batcher.submit([[5]], "float32"), slow)
+
+    answers, elapsed = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
+    assert generator.calls == [2]
+    assert 0.3 <= elapsed < 2  # it went when the slow request arrived, not at the 5 s bound
+    assert [ids_of(generator.codec, payloads[0])[1][0] for payloads in answers] == [5, 7]
+
+
+def test_the_wait_for_requests_being_read_is_bounded():
+    generator = WindowEcho()
+
+    async def scenario(batcher):
+        stuck = asyncio.ensure_future(reading(batcher, 3))
+        await asyncio.sleep(0)
+        answer = await batcher.submit([[5]], "float32")
+        stuck.cancel()
+        return answer
+
+    _, elapsed = run_with(MicroBatcher(generator, max_wait_ms=200), scenario)
+    assert generator.calls == [1] and 0.2 <= elapsed < 1.5
+
+
+def test_a_full_batch_goes_at_once_even_while_requests_are_being_read():
+    generator = WindowEcho()
+
+    async def scenario(batcher):
+        stuck = asyncio.ensure_future(reading(batcher, 10))
+        await asyncio.sleep(0)
+        first = asyncio.ensure_future(batcher.submit([[1]], "float32"))
+        await asyncio.sleep(0.1)  # the batch is waiting for the request being read
+        answers = await asyncio.gather(first, *(batcher.submit([[i]], "float32") for i in range(2, 5)))
+        stuck.cancel()
+        return answers
+
+    _, elapsed = run_with(MicroBatcher(generator, max_batch=4, max_wait_ms=LONG_WAIT_MS), scenario)
+    assert generator.calls == [4] and elapsed < 2
+
+
+def test_a_request_larger_than_a_batch_runs_alone_and_is_never_split():
+    generator = WindowEcho()
+
+    async def scenario(batcher):
+        return await asyncio.gather(batcher.submit([[i] for i in range(1, 7)], "float32"), batcher.submit([[9]], "float32"))
+
+    (big, small), _ = run_with(MicroBatcher(generator, max_batch=4), scenario)
+    assert generator.calls == [6, 1]
+    assert [ids_of(generator.codec, text)[1][0] for text in big] == [1, 2, 3, 4, 5, 6]
+
+
+def test_each_request_gets_its_own_rows_in_the_dtype_it_asked_for():
+    generator = WindowEcho(hold_first_call=True)
+
+    async def scenario(batcher):
+        first = asyncio.ensure_future(batcher.submit([[1]], "float32"))
+        await asyncio.sleep(0.1)
+        mixed = [
+            asyncio.ensure_future(batcher.submit(windows, dtype))
+            for windows, dtype in [([[2, 3], [4]], "float32"), ([[5]], "float16"), ([[6, 7], [8, 9]], "float32")]
+        ]
+        await asyncio.sleep(0.1)
+        generator.release.set()
+        await first
+        return await asyncio.gather(*mixed)
+
+    answers, _ = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
+    assert generator.calls == [1, 5]
+    assert [[ids_of(generator.codec, text) for text in payloads] for payloads in answers] == [
+        [("float32", [2, 3, 0]), ("float32", [4, 0, 0])],
+        [("float16", [5, 0, 0])],
+        [("float32", [6, 7, 0]), ("float32", [8, 9, 0])],
+    ]
+
+
+def test_a_request_that_would_overfill_the_queue_is_refused():
+    generator = WindowEcho(hold_first_call=True)
+
+    async def scenario(batcher):
+        first = asyncio.ensure_future(batcher.submit([[1]], "float32"))
+        await asyncio.sleep(0.1)  # the generator holds the first; the queue is empty again
+        queued = asyncio.ensure_future(batcher.submit([[2], [3]], "float32"))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError, match="2 devices are waiting"):
+            await batcher.submit([[4]], "float32")
+        generator.release.set()
+        return await asyncio.gather(first, queued)
+
+    answers, _ = run_with(MicroBatcher(generator, max_queue=2), scenario)
+    assert [len(payloads) for payloads in answers] == [1, 2]
