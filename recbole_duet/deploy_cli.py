@@ -46,6 +46,7 @@ def _export(args):
     from recbole_duet.deploy.export import export_bundle
     from recbole_duet.errors import CheckpointError, ConfigError, DatasetNotFoundError
 
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value pairs from the command line: these are not overrides
     try:
         manifest = export_bundle(args.checkpoint, args.out, args.data_path, args.verify_users)
     except (CheckpointError, ConfigError, DatasetNotFoundError, BundleError) as error:

@@ -195,6 +195,7 @@ def test_export_command_on_a_trained_checkpoint(tmp_path, tiny_config_dict):
     result = subprocess.run([*command, "--out", str(tmp_path / "b")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "'top10_identical': 1.0" in result.stdout
+    assert "will not be used in RecBole" not in result.stdout + result.stderr  # the export's flags are not overrides
     assert sorted(os.listdir(tmp_path / "b")) == ["device.onnx", "generator.onnx", "items.json", "manifest.json"]
     missing = subprocess.run([*command[:-1], str(tmp_path / "none.pth"), "--out", "x"], capture_output=True, text=True)
     assert missing.returncode != 0 and "none.pth" in missing.stderr.splitlines()[-1]
