@@ -39,10 +39,12 @@ VARIANTS = [
     ("SASRec", "SASRec", {}),
     ("DUET(SASRec)", "DUET", {"backbone": "SASRec"}),
     ("DUET(SASRec), generator_input=backbone", "DUET", {"backbone": "SASRec", "generator_input": "backbone"}),
+    ("DUET(SASRec), head_encoder=attention", "DUET", {"backbone": "SASRec", "head_encoder": "attention"}),
     ("GRU4Rec, anomaly on", "GRU4Rec", {"detect_anomaly": True}),
     ("GRU4Rec", "GRU4Rec", {}),
     ("DUET(GRU4Rec)", "DUET", {"backbone": "GRU4Rec"}),
     ("DUET(GRU4Rec), generator_input=backbone", "DUET", {"backbone": "GRU4Rec", "generator_input": "backbone"}),
+    ("DUET(GRU4Rec), head_encoder=attention", "DUET", {"backbone": "GRU4Rec", "head_encoder": "attention"}),
     ("DIN, anomaly on", "DIN", {"detect_anomaly": True}),
     ("DIN", "DIN", {}),
     ("DUET(DIN)", "DUET", {"backbone": "DIN"}),
@@ -54,8 +56,10 @@ RATIOS = [
     ("DIN: anomaly on / off", "DIN, anomaly on", "DIN"),
     ("DUET(SASRec) / SASRec", "DUET(SASRec)", "SASRec"),
     ("DUET(SASRec), generator_input=backbone / SASRec", "DUET(SASRec), generator_input=backbone", "SASRec"),
+    ("DUET(SASRec), head_encoder=attention / SASRec", "DUET(SASRec), head_encoder=attention", "SASRec"),
     ("DUET(GRU4Rec) / GRU4Rec", "DUET(GRU4Rec)", "GRU4Rec"),
     ("DUET(GRU4Rec), generator_input=backbone / GRU4Rec", "DUET(GRU4Rec), generator_input=backbone", "GRU4Rec"),
+    ("DUET(GRU4Rec), head_encoder=attention / GRU4Rec", "DUET(GRU4Rec), head_encoder=attention", "GRU4Rec"),
     ("DUET(DIN) / DIN", "DUET(DIN)", "DIN"),
 ]
 

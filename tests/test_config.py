@@ -83,6 +83,11 @@ def test_backbone_states_need_a_backbone_that_has_them(run_dir):
         Config(model="DUET", dataset="ml-100k", config_dict={"backbone": "DIN", "generator_input": "backbone"})
 
 
+def test_an_attention_head_encoder_reads_a_window_not_backbone_states(run_dir):
+    with pytest.raises(ConfigError, match="'attention' for config key 'head_encoder'.*'gru'.*generator_input 'backbone'"):
+        Config(model="DUET", dataset="ml-100k", config_dict={"head_encoder": "attention", "generator_input": "backbone"})
+
+
 def test_properties_ship_inside_the_package_or_the_checkout():
     assert os.path.isfile(os.path.join(properties_dir(), "model", "DUET.yaml"))
     assert os.path.isfile(os.path.join(properties_dir(), "dataset", "ml-1m.yaml"))

@@ -27,6 +27,7 @@ BACKBONES = {
     "SASRec-rank4": ("SASRec", {}),
     "SASRec-full": ("SASRec", {"generator_rank": 0}),
     "GRU4Rec-rank4": ("GRU4Rec", {}),
+    "GRU4Rec-attention-encoder": ("GRU4Rec", {"head_encoder": "attention"}),
     "DIN-rank4": ("DIN", {}),
     "SASRec-no-stabilizer": ("SASRec", {"stabilizer": False}),
 }

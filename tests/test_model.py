@@ -19,8 +19,10 @@ def one_batch(loader):
         {"generator_input": "backbone"},
         {"generator_input": "backbone", "backbone": "GRU4Rec"},
         {"backbone": "GRU4Rec"},
+        {"head_encoder": "attention"},
+        {"head_encoder": "attention", "backbone": "GRU4Rec"},
     ],
-    ids=["full", "rank4", "states", "gru4rec-states", "gru4rec"],
+    ids=["full", "rank4", "states", "gru4rec-states", "gru4rec", "attention", "gru4rec-attention"],
 )
 def duet(request, tiny_config_dict):
     config, loaders, model = build_pipeline({**tiny_config_dict, **request.param})
@@ -88,28 +90,36 @@ def test_training_starts_close_to_the_global_classifier(duet):
             assert update.norm(dim=(1, 2)).max() < 0.5 * model.classifier.weight[layer].norm()
 
 
-def expected_generator_size(item_dim, dim, n_layers, hidden, rank, stabilizer, generator_input="window"):
-    """The documented formula (README, 'Generator size')."""
-    if generator_input == "window":
-        head_encoder = 3 * hidden * item_dim + 3 * hidden * hidden + 6 * hidden
-    else:
-        head_encoder = item_dim * hidden + hidden
+def expected_generator_size(item_dim, dim, n_layers, hidden, rank, stabilizer, encoder="gru", window=4):
+    """The documented formula (README, 'Generator size'); ``encoder``: gru, attention or backbone (pooled states)."""
+    head_encoder = {
+        "gru": 3 * hidden * item_dim + 3 * hidden * hidden + 6 * hidden,
+        "attention": window * item_dim + item_dim * hidden + 2 * hidden,
+        "backbone": item_dim * hidden + hidden,
+    }[encoder]
     weight_decoder = hidden * dim * dim + dim * dim if rank == 0 else hidden * rank * rank + rank * rank + 2 * dim * rank
     branch = (hidden * hidden + hidden) + (hidden * dim + dim) + weight_decoder
     adapter = (item_dim * hidden + hidden) + (hidden * n_layers * dim + n_layers * dim)
     return head_encoder + n_layers * branch + (adapter if stabilizer else 0)
 
 
-@pytest.mark.parametrize("generator_input", ["window", "backbone"])
+ENCODER_SETTINGS = {
+    "gru": {},
+    "attention": {"head_encoder": "attention"},
+    "backbone": {"generator_input": "backbone"},
+}
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODER_SETTINGS))
 @pytest.mark.parametrize("stabilizer", [True, False])
-def test_generator_size_matches_formula_and_low_rank_is_smaller(tiny_config_dict, stabilizer, generator_input):
+def test_generator_size_matches_formula_and_low_rank_is_smaller(tiny_config_dict, stabilizer, encoder):
     sizes = {}
     for rank in (0, 4):
         overrides = {"generator_rank": rank, "stabilizer": stabilizer, "hidden_size": 32, "duet_layers": 3}
-        _, _, model = build_pipeline({**tiny_config_dict, **overrides, "generator_input": generator_input})
+        _, _, model = build_pipeline({**tiny_config_dict, **overrides, **ENCODER_SETTINGS[encoder]})
         modules = [model.generator] + ([model.stabilizer] if stabilizer else [])
         sizes[rank] = sum(p.numel() for module in modules for p in module.parameters())
-        assert sizes[rank] == expected_generator_size(32, 32, 3, 8, rank, stabilizer, generator_input)
+        assert sizes[rank] == expected_generator_size(32, 32, 3, 8, rank, stabilizer, encoder)
     assert sizes[4] < sizes[0]
 
 
@@ -182,8 +192,9 @@ def test_backbone_states_are_the_ones_the_user_vector_is_read_from(tiny_config_d
         torch.testing.assert_close(model.forward(item_seq, item_seq_len), expected)
 
 
-def test_window_encoder_code_ignores_the_padding_after_the_window(tiny_config_dict):
-    _, _, model = build_pipeline(tiny_config_dict)
+@pytest.mark.parametrize("head_encoder", ["gru", "attention"])
+def test_window_encoder_code_ignores_the_padding_after_the_window(tiny_config_dict, head_encoder):
+    _, _, model = build_pipeline({**tiny_config_dict, "head_encoder": head_encoder})
     window = torch.randn(2, 3, 16)
     padded = torch.cat([window, torch.randn(2, 5, 16)], dim=1)  # anything may sit in the padding slots
     window_len = torch.tensor([3, 1])

@@ -68,7 +68,13 @@ class DUETBase(SequentialRecommender):
     def _build_generator(self, config, input_dim, layer_shapes):
         hidden_size = config["generator_hidden_size"]
         self.generator = ParameterGenerator(
-            input_dim, layer_shapes, hidden_size, config["generator_rank"], config["generator_input"]
+            input_dim,
+            layer_shapes,
+            hidden_size,
+            config["generator_rank"],
+            config["generator_input"],
+            config["head_encoder"],
+            config["realtime_window"],
         )
         out_dims = [out_dim for out_dim, _ in layer_shapes]
         self.stabilizer = StableWeightAdapter(input_dim, out_dims, hidden_size) if config["stabilizer"] else None

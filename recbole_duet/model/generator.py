@@ -114,7 +114,39 @@ class PooledStateEncoder(nn.Module):
         return torch.tanh(self.project(mean))
 
 
-HEAD_ENCODERS = {"window": WindowGRUEncoder, "backbone": PooledStateEncoder}
+class WindowAttentionEncoder(nn.Module):
+    """Head encoder over the window's raw item embeddings without recurrence (``head_encoder: attention``).
+
+    Each real item, tagged with how recent it is (a learned embedding per position from the newest), becomes a
+    key; a learned query weighs the keys and the device code is their weighted sum. One ``[B * W, d] x [d, h]``
+    product replaces a GRU's ``W`` dependent steps, so it is cheaper than :class:`WindowGRUEncoder`, and it
+    still reads only the window, so a bundle can serve it. The query starts at zero: a plain mean at first.
+    """
+
+    def __init__(self, input_dim, hidden_size, window_size):
+        super().__init__()
+        self.recency = nn.Embedding(window_size, input_dim)
+        nn.init.normal_(self.recency.weight, 0.0, INIT_STD)
+        self.key = nn.Linear(input_dim, hidden_size)
+        self.query = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, window, window_len):
+        is_real = _window_mask(window, window_len)
+        slots = torch.arange(window.size(1), device=window.device)
+        age = (window_len.unsqueeze(1) - 1 - slots).clamp(min=0)  # 0 for the newest item of each window
+        keys = torch.tanh(self.key(window + self.recency(age)))
+        scores = (keys @ self.query).masked_fill(~is_real, float("-inf"))
+        return (torch.softmax(scores, dim=-1).unsqueeze(1) @ keys).squeeze(1)
+
+
+def build_head_encoder(generator_input, head_encoder, input_dim, hidden_size, window_size):
+    """The PPG's head encoder: backbone states are pooled; a window of item embeddings goes through a GRU or
+    attention (``head_encoder``)."""
+    if generator_input == "backbone":
+        return PooledStateEncoder(input_dim, hidden_size)
+    if head_encoder == "attention":
+        return WindowAttentionEncoder(input_dim, hidden_size, window_size)
+    return WindowGRUEncoder(input_dim, hidden_size)
 
 
 class ParameterGenerator(nn.Module):
@@ -125,13 +157,16 @@ class ParameterGenerator(nn.Module):
         layer_shapes (list of (int, int)): ``(out_dim, in_dim)`` of each dynamic layer.
         hidden_size (int): size ``h`` of the device code and of each layer embedding.
         rank (int): 0 for full weight updates, ``r > 0`` for the factorised decoder.
-        generator_input (str): ``window`` (raw item embeddings, GRU encoder) or ``backbone`` (backbone states,
-            pooled), a key of :data:`HEAD_ENCODERS`.
+        generator_input (str): ``window`` (raw item embeddings) or ``backbone`` (backbone states, pooled).
+        head_encoder (str): with ``window``, ``gru`` or ``attention`` (:func:`build_head_encoder`).
+        window_size (int): the real-time window's length (the attention encoder's recency positions).
     """
 
-    def __init__(self, input_dim, layer_shapes, hidden_size, rank, generator_input="window"):
+    def __init__(
+        self, input_dim, layer_shapes, hidden_size, rank, generator_input="window", head_encoder="gru", window_size=10
+    ):
         super().__init__()
-        self.head_encoder = HEAD_ENCODERS[generator_input](input_dim, hidden_size)
+        self.head_encoder = build_head_encoder(generator_input, head_encoder, input_dim, hidden_size, window_size)
         self.branches = nn.ModuleList(LayerBranch(hidden_size, out, inp, rank) for out, inp in layer_shapes)
 
     def encode(self, window, window_len):

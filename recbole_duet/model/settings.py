@@ -9,6 +9,7 @@ from recbole_duet.model.backbones import check_backbone, reads_states
 INFERENCE_MODES = ("generated", "global", "finetune")
 ACTIVATIONS = ("tanh", "relu", "gelu", "none")
 GENERATOR_INPUTS = ("window", "backbone")
+HEAD_ENCODERS = ("gru", "attention")
 FINETUNE_SCOPES = ("dynamic", "all")
 
 
@@ -47,6 +48,7 @@ DUET_KEYS = {
     "generator_hidden_size": _integer_at_least(1),
     "generator_rank": _integer_at_least(0),
     "generator_input": _one_of(GENERATOR_INPUTS),
+    "head_encoder": _one_of(HEAD_ENCODERS),
     "stabilizer": _boolean(),
     "umn_weight": _non_negative_number(),
     "duet_inference": _one_of(INFERENCE_MODES),
@@ -66,6 +68,12 @@ def validate_duet_settings(settings):
             raise ConfigError(key, value, expected)
     if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
         raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")
+    if settings["generator_input"] == "backbone" and settings["head_encoder"] != "gru":
+        raise ConfigError(
+            "head_encoder",
+            settings["head_encoder"],
+            "'gru' (the default) with generator_input 'backbone', whose states are pooled, not encoded again",
+        )
     if settings["generator_input"] == "backbone" and not reads_states(settings["backbone"]):
         raise ConfigError(
             "generator_input", "backbone", f"'window' with backbone {settings['backbone']} (it has no per-position states)"
