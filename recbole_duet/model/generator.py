@@ -162,9 +162,7 @@ class ParameterGenerator(nn.Module):
         window_size (int): the real-time window's length (the attention encoder's recency positions).
     """
 
-    def __init__(
-        self, input_dim, layer_shapes, hidden_size, rank, generator_input="window", head_encoder="gru", window_size=10
-    ):
+    def __init__(self, input_dim, layer_shapes, hidden_size, rank, generator_input, head_encoder, window_size):
         super().__init__()
         self.head_encoder = build_head_encoder(generator_input, head_encoder, input_dim, hidden_size, window_size)
         self.branches = nn.ModuleList(LayerBranch(hidden_size, out, inp, rank) for out, inp in layer_shapes)
