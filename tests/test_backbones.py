@@ -3,16 +3,27 @@ stay per device, the weights_only checkpoint reproduces the scores; refused back
 
 import os
 import random
+import types
 
 import pytest
 import torch
 from conftest import assert_device_parameters_equal, build_pipeline, write_atomic_dataset
+from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import init_seed
 
 from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.errors import ConfigError
-from recbole_duet.model.backbones import BACKBONE_CLASSES, REFUSED_BACKBONES, reads_states
+from recbole_duet.model import backbones
+from recbole_duet.model.backbones import (
+    BACKBONE_CLASSES,
+    REFUSED,
+    CosineScoring,
+    REFUSED_BACKBONES,
+    SequenceStatesTap,
+    reads_states,
+    refusal,
+)
 from recbole_duet.trainer import get_trainer
 
 # DIN (one logit per user-item pair) has its own DUET class and tests (test_din.py).
@@ -109,11 +120,38 @@ def test_refused_backbones_fail_before_reading_data_saying_why(run_dir, backbone
     assert "'SASRec'" in message and "'NARM'" in message
 
 
-def test_refusal_reasons_come_from_the_forward_signature_or_the_declared_table():
-    assert "needs the user id" in REFUSED_BACKBONES["Caser"] and "(user, item_seq)" in REFUSED_BACKBONES["Caser"]
-    assert "(seq_item, user)" in REFUSED_BACKBONES["NPE"]
-    assert "probability for every item" in REFUSED_BACKBONES["RepeatNet"]
-    assert {"SASRec", "GRU4Rec", "DIN", "NARM", "STAMP", "SRGNN", "GCSAN", "CORE", "NextItNet"} <= set(BACKBONE_CLASSES)
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("SASRec", None),
+        ("NextItNet", None),  # forward(item_seq): the lengths are not needed
+        ("DIN", None),  # through its own DUET class
+        ("RepeatNet", REFUSED["RepeatNet"]),
+        ("Caser", "it needs the user id, its forward takes (user, item_seq), DUET only has the device's item sequence"),
+        ("NPE", "it needs the user id, its forward takes (seq_item, user), DUET only has the device's item sequence"),
+    ],
+)
+def test_refusal_reasons_come_from_the_forward_signature_or_the_declared_table(name, reason):
+    assert refusal(name) == reason
+
+
+def test_a_forward_wanting_more_than_the_sequence_is_refused_naming_its_arguments(monkeypatch):
+    class WantsTimestamps(SequentialRecommender):
+        def forward(self, item_seq, item_seq_len, timestamps):
+            raise AssertionError("never called")
+
+    monkeypatch.setattr(backbones, "_models", lambda: {"WantsTimestamps": WantsTimestamps})
+    assert refusal("WantsTimestamps") == (
+        "it needs more, its forward takes (item_seq, item_seq_len, timestamps), DUET only has the device's item sequence"
+    )
+
+
+def test_every_recbole_sequential_model_is_either_supported_or_refused():
+    models = backbones._models()
+    assert {"SASRec", "GRU4Rec", "DIN", "NARM", "STAMP", "SRGNN", "GCSAN", "CORE", "NextItNet", "Caser"} <= set(models)
+    assert all(issubclass(cls, SequentialRecommender) and cls is not SequentialRecommender for cls in models.values())
+    assert set(BACKBONE_CLASSES).isdisjoint(REFUSED_BACKBONES)
+    assert set(BACKBONE_CLASSES) | set(REFUSED_BACKBONES) == set(models)
 
 
 def test_unknown_backbone_lists_the_supported_ones(run_dir):
@@ -129,8 +167,53 @@ def test_backbone_states_are_refused_where_forward_reads_none(run_dir, backbone)
 
 def test_backbone_states_of_another_width_are_refused_when_the_model_is_built(tiny_config_dict):
     """NARM gathers its GRU states, ``hidden_size`` wide, then projects them to the item width."""
-    with pytest.raises(ConfigError, match=r"'generator_input'.*NARM.*\[1, 8, 24\].*\[B, L, 16\]"):
+    with pytest.raises(ConfigError, match=r"value 'backbone' for config key 'generator_input'.*NARM.*\[1, 8, 24\].*\[B, L, 16\]"):
         build_pipeline({**tiny_config_dict, "backbone": "NARM", "hidden_size": 24, "generator_input": "backbone"})
+
+
+class StatesModel(torch.nn.Module):
+    """A stand-in next-item model whose forward may or may not read its user vector through gather_indexes."""
+
+    max_seq_length = 3
+
+    def __init__(self, width, through_gather_indexes):
+        super().__init__()
+        self.width, self.through_gather_indexes = width, through_gather_indexes
+
+    def gather_indexes(self, output, gather_index):
+        return output[torch.arange(len(output)), gather_index]
+
+    def forward(self, item_seq, item_seq_len):
+        states = torch.zeros(len(item_seq), item_seq.size(1), self.width)
+        return self.gather_indexes(states, item_seq_len - 1) if self.through_gather_indexes else states[:, -1]
+
+
+@pytest.mark.parametrize(
+    "model, found", [(StatesModel(16, False), "not kept"), (StatesModel(5, True), "of shape [1, 3, 5]")], ids=["none", "width"]
+)
+def test_states_tap_refuses_states_it_cannot_use_saying_what_it_found(model, found):
+    with pytest.raises(ConfigError) as error:
+        SequenceStatesTap(model, 16)
+    assert str(error.value) == (
+        "Invalid value 'backbone' for config key 'generator_input': expected 'window' with backbone StatesModel: "
+        f"its per-position states are {found}, not [B, L, 16] like its item embeddings."
+    )
+
+
+def test_states_tap_hands_over_each_forwards_states_once():
+    model = StatesModel(16, True).train()
+    tap = SequenceStatesTap(model, 16)
+    assert model.training and tap.pop() is None  # the probe's states are not left behind
+    model(torch.ones(2, 3, dtype=torch.long), torch.tensor([3, 1]))
+    assert tap.pop().shape == (2, 3, 16) and tap.pop() is None
+
+
+def test_cosine_scoring_normalises_each_user_vector_whatever_its_leading_dimensions():
+    """Fine-tuning scores ``[devices, pairs, D]`` user vectors: each vector is normalised on its own."""
+    scoring = CosineScoring(types.SimpleNamespace(temperature=0.5))
+    user_vectors = torch.randn(2, 3, 4)
+    expected = user_vectors / user_vectors.norm(dim=-1, keepdim=True) / 0.5
+    torch.testing.assert_close(scoring.user(user_vectors), expected)
 
 
 def test_core_is_scored_by_cosine_over_its_temperature(tiny_config_dict):

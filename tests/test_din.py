@@ -1,5 +1,7 @@
 """DUET with RecBole's DIN as backbone: generated prediction MLP, normalisation, fast full ranking."""
 
+import os
+
 import pytest
 import torch
 from conftest import assert_device_parameters_equal, build_pipeline
@@ -8,6 +10,7 @@ from recbole_duet import run_recbole_duet
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.errors import DatasetNotFoundError
 from recbole_duet.model import DUETDIN
+from recbole_duet.model.din_head import item_feature_embedding
 
 FULL_SORT = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}
 
@@ -128,3 +131,20 @@ def test_missing_item_file_is_named(tiny_config_dict):
     config_dict = {**tiny_config_dict, "backbone": "DIN", "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"]}}
     with pytest.raises(DatasetNotFoundError, match=r"load_col\['item'\] asks for fields \['item_id', 'category'\] but '.*tiny.item' does not exist"):
         run_recbole_duet(model="DUET", dataset="tiny", config_dict=config_dict)
+
+
+def test_the_window_is_embedded_with_every_item_feature_numerical_ones_too(din_config_dict):
+    """DIN concatenates an item's token and numerical feature embeddings; the generator's window must too."""
+    item_file = os.path.join(din_config_dict["data_path"], "tiny", "tiny.item")
+    with open(item_file, "w", encoding="utf-8") as file:
+        file.write("item_id:token\tcategory:token\tprice:float\n")
+        file.write("".join(f"i{item}\tc{item % 5}\t{item / 40:.3f}\n" for item in range(1, 41)))
+    load_col = {**din_config_dict["load_col"], "item": ["item_id", "category", "price"]}
+    _, loaders, model = build_pipeline({**din_config_dict, "load_col": load_col, "numerical_features": ["price"]})
+    model.eval()
+    user, item_seq, item_seq_len = model.device_inputs(next(iter(loaders[0])))
+    embedded = item_feature_embedding(model.backbone, user, item_seq)
+    assert embedded.shape == (*item_seq.shape, 3 * 4)  # item id, category and price, 4 wide each
+    assert model.backbone.att_list[0] // 4 == 3 * 4  # what DIN's attention compares: the same features
+    with torch.no_grad():
+        assert torch.isfinite(model.full_sort_predict(next(iter(loaders[0])))).all()

@@ -109,3 +109,4 @@ def test_seeded_negatives_depend_on_the_device_and_the_seed_only():
     assert not torch.equal(draws[0], draws[1])
     assert torch.equal(seeded_negatives([user[1:], seq[1:]], 50, 30, seed=7), draws[1:])
     assert not torch.equal(seeded_negatives([user, seq], 50, 30, seed=8), draws)
+    assert seeded_negatives([user], 200, 4, seed=7).unique().tolist() == [1, 2, 3]  # every real item, never padding

@@ -1,11 +1,15 @@
 """The on-device fine-tuning baseline (duet_inference: finetune)."""
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import assert_device_parameters_equal, build_pipeline
 
 from recbole_duet import run_recbole_duet
-from recbole_duet.model.finetune import finetune_all_parameters, window_training_pairs
+from recbole_duet.model.duet import cut_at_prefix
+from recbole_duet.model.finetune import finetune_all_parameters, mean_over_pairs, window_training_pairs
 
 
 def test_window_training_pairs_are_the_window_items_after_some_history():
@@ -13,6 +17,12 @@ def test_window_training_pairs_are_the_window_items_after_some_history():
     prefix_len, targets, is_pair = window_training_pairs(item_seq, torch.tensor([5, 2, 1]), 3)
     assert (targets * is_pair).tolist() == [[7, 8, 9], [0, 4, 0], [0, 0, 0]]
     assert (prefix_len * is_pair).tolist() == [[2, 3, 4], [0, 1, 0], [0, 0, 0]]
+
+
+def test_a_devices_loss_is_the_mean_over_its_own_pairs():
+    pair_losses = torch.tensor([[2.0, 4.0, 9.0], [3.0, 9.0, 9.0], [9.0, 9.0, 9.0]])
+    is_pair = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
+    assert mean_over_pairs(pair_losses, is_pair).tolist() == [3.0, 3.0, 0.0]
 
 
 def finetune_model(tiny_config_dict, **overrides):
@@ -104,6 +114,54 @@ def test_whole_model_finetuning_tunes_each_device_alone_and_moves_the_backbone(t
         gain = together[device] - untuned[device]
         assert gain[own].mean() > gain.mean() + 1e-3
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # copies only
+
+
+def sgd_on_a_copy_of_the_device_model(model, item_seq, item_seq_len, steps, lr):
+    """The paper's whole-model baseline written out: SGD with torch.optim on a deep copy of the backbone and
+    dynamic layers, over the device's own window pairs; returns the tuned copy's scores of its history."""
+    device_model = copy.deepcopy(model)
+    tuned = [value for name, value in device_model.named_parameters() if name.startswith(("backbone.", "classifier."))]
+    optimizer = torch.optim.SGD(tuned, lr=lr)
+    prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, model.realtime_window_size)
+    prefix_len, targets = prefix_len[0][is_pair[0]], targets[0][is_pair[0]]
+    histories = cut_at_prefix(item_seq.expand(len(targets), -1), prefix_len)
+
+    def scores(sequences, lengths):
+        user_vector = device_model.classifier(device_model.backbone(sequences, lengths))
+        return user_vector @ device_model.backbone.item_embedding.weight.T
+
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.cross_entropy(scores(histories, prefix_len), targets).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return scores(item_seq, item_seq_len)[0]
+
+
+def test_whole_model_finetuning_is_sgd_on_a_copy_of_each_device_model(tiny_config_dict):
+    model, batch = finetune_model(tiny_config_dict, finetune_scope="all", finetune_lr=0.5, finetune_steps=2)
+    rows = batch[torch.arange(3)]
+    item_seq, item_seq_len = rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN]
+    assert bool((item_seq_len >= 2).all())  # every device has pairs to tune on
+    with torch.no_grad():
+        scores = model.full_sort_predict(rows)
+        candidate_scores = model.predict(rows)
+        one_row = model.predict(batch[torch.arange(1)])
+    for device in range(3):
+        expected = sgd_on_a_copy_of_the_device_model(model, item_seq[device : device + 1], item_seq_len[device : device + 1], 2, 0.5)
+        torch.testing.assert_close(scores[device], expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(candidate_scores, scores[torch.arange(3), rows[model.ITEM_ID]])
+    assert one_row.shape == (1,)
+
+
+def test_whole_model_finetuning_leaves_a_device_without_pairs_untuned(tiny_config_dict):
+    model, batch = finetune_model(tiny_config_dict, finetune_scope="all", finetune_lr=0.5)
+    one_item = batch[model.ITEM_SEQ][:1] * (torch.arange(batch[model.ITEM_SEQ].size(1)) < 1)
+    with torch.no_grad():
+        scores = model.finetuned_model_scores(one_item, torch.tensor([1]))
+        model.inference = "global"
+        untuned = model.full_sort_predict(type(batch)({model.ITEM_SEQ: one_item, model.ITEM_SEQ_LEN: torch.tensor([1])}))
+    torch.testing.assert_close(scores, untuned, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("scope", ["dynamic", "all"])

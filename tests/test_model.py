@@ -189,7 +189,11 @@ def test_backbone_states_are_the_ones_the_user_vector_is_read_from(tiny_config_d
         torch.testing.assert_close(states[torch.arange(len(item_seq)), item_seq_len - 1], representation)
         window, window_len = realtime_window(states, item_seq_len, model.realtime_window_size)
         expected = model.classifier(representation, model._generate(window, window_len))
+        calls = []
+        model.backbone.register_forward_hook(lambda *_: calls.append(1))
         torch.testing.assert_close(model.forward(item_seq, item_seq_len), expected)
+        model.calculate_loss(batch)
+    assert len(calls) == 2  # one backbone pass each for scoring and for the loss: the states are not recomputed
 
 
 @pytest.mark.parametrize("head_encoder", ["gru", "attention"])

@@ -12,7 +12,15 @@ import yaml
 
 from recbole_duet.config import Config, properties_dir
 from recbole_duet.errors import ConfigError
-from recbole_duet.model.settings import DUET_KEYS, validate_duet_settings
+from recbole_duet.model.settings import (
+    DUET_KEYS,
+    _boolean,
+    _integer_at_least,
+    _non_negative_number,
+    _one_of,
+    _positive_number,
+    validate_duet_settings,
+)
 
 with open(os.path.join(properties_dir(), "model", "DUET.yaml"), encoding="utf-8") as file:
     DEFAULTS = yaml.safe_load(file)
@@ -52,6 +60,26 @@ EDGE_VALUES = {
 
 def test_every_duet_key_has_bad_and_edge_values_here():
     assert set(BAD_VALUES) == set(EDGE_VALUES) == set(DUET_KEYS) == set(DEFAULTS) - {"backbone"}
+
+
+@pytest.mark.parametrize(
+    "build, expected, accepted, rejected",
+    [
+        (lambda: _integer_at_least(1), "an integer >= 1", [1, 7], [0, -3, 1.0, True, "1", None]),
+        (lambda: _integer_at_least(0), "an integer >= 0", [0, 2], [-1, False]),
+        (_non_negative_number, "a number >= 0", [0, 0.0, 0.5, 3], [-0.1, -1, True, "1", None]),
+        (_positive_number, "a number > 0", [1e-9, 2], [0, 0.0, -1, True, "1", None]),
+        (_boolean, "true or false", [True, False], [0, 1, "true", None]),
+        (lambda: _one_of(("gru", "attention")), "one of ['gru', 'attention']", ["gru", "attention"], ["GRU", "lstm", None]),
+    ],
+    ids=["integer>=1", "integer>=0", "non-negative", "positive", "boolean", "one-of"],
+)
+def test_each_check_factory_builds_the_check_it_describes(build, expected, accepted, rejected):
+    """The factories run at import, where mutation testing cannot reach them; built here, they can be checked."""
+    is_valid, description = build()
+    assert description == expected
+    assert [is_valid(value) for value in accepted] == [True] * len(accepted)
+    assert [is_valid(value) for value in rejected] == [False] * len(rejected)
 
 
 def rejection(settings):

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from conftest import build_pipeline
 from torch import nn
 
+from recbole_duet.model.din_head import item_feature_embedding, normalise_with_running_statistics
 from recbole_duet.model.finetune import seeded_negatives, window_training_pairs
-from recbole_duet.model.generator import LayerBranch, PooledStateEncoder, StableWeightAdapter
-from recbole_duet.model.layers import FullDelta, GeneratedLayer, LowRankDelta, realtime_window
+from recbole_duet.model.generator import LayerBranch, PooledStateEncoder, StableWeightAdapter, WindowAttentionEncoder
+from recbole_duet.model.layers import FullDelta, GeneratedLayer, LowRankDelta, ResidualClassifier, realtime_window
 
 
 def first_batch(loaders):
@@ -26,7 +27,7 @@ def first_batch(loaders):
 
 @pytest.fixture
 def bpr(tiny_config_dict):
-    _, loaders, model = build_pipeline({**tiny_config_dict, "loss_type": "BPR"})
+    _, loaders, model = build_pipeline({**tiny_config_dict, "loss_type": "BPR", "umn_weight": 1.0})  # both losses
     model.eval()  # no dropout: the same batch gives the same loss
     return model, first_batch(loaders)
 
@@ -68,6 +69,21 @@ def test_bpr_training_lowers_the_loss_and_ranks_the_positive_above_the_negative(
     assert (positive > negative).float().mean() >= 0.95
 
 
+def test_residual_dynamic_layers_apply_the_activation_inside_every_layer_but_the_last():
+    torch.manual_seed(0)
+    classifier = ResidualClassifier(4, 3, "tanh")
+    with torch.no_grad():
+        classifier.weight.normal_(0.0, 0.5)
+        classifier.bias.normal_(0.0, 0.5)
+    x = torch.randn(5, 4)
+    expected = x
+    for layer in range(3):
+        out = expected @ classifier.weight[layer].T + classifier.bias[layer]
+        expected = expected + (torch.tanh(out) if layer < 2 else out)
+    torch.testing.assert_close(classifier(x), expected)
+    assert repr(classifier) == "ResidualClassifier(n_layers=3, dim=4)"
+
+
 # --- umn_weight ------------------------------------------------------------------------------------------
 
 
@@ -78,9 +94,12 @@ def test_umn_weight_scales_the_second_loss_exactly(request, settings):
     for weight in (0.0, 0.5, 1.0):
         _, loaders, model = build_pipeline({**config_dict, "umn_weight": weight})
         model.eval()  # DIN's batch norm: the same statistics for each model
+        batch = first_batch(loaders)
         with torch.no_grad():
-            losses[weight] = [loss.item() for loss in model.calculate_loss(first_batch(loaders))]
-    assert losses[1.0][1] > 0
+            losses[weight] = [loss.item() for loss in model.calculate_loss(batch)]
+            model.inference = "global"  # the UMN alone: its one loss is L_umn
+            umn_loss = model.calculate_loss(batch)
+    assert umn_loss.dim() == 0 and losses[1.0][1] == pytest.approx(umn_loss.item(), rel=1e-6)
     assert losses[0.0][0] == losses[0.5][0] == losses[1.0][0]  # the same model, L_ppg untouched
     assert losses[0.5][1] == pytest.approx(0.5 * losses[1.0][1], rel=1e-6) and losses[0.0][1] == 0.0
 
@@ -98,6 +117,17 @@ def test_umn_weight_zero_leaves_the_global_layers_to_l_ppg(tiny_config_dict):
         total, ppg_alone = global_layer_gradients(model, loss_ppg + loss_umn), global_layer_gradients(model, loss_ppg)
         same = all(torch.allclose(a, b, atol=1e-9, rtol=0) for a, b in zip(total, ppg_alone))
         assert same != umn_reaches_them
+
+
+def test_umn_weight_zero_skips_the_umns_scoring_pass(tiny_config_dict, monkeypatch):
+    """The term would be multiplied by zero: its full-catalogue pass is not computed at all (issue 8, speed)."""
+    for weight, passes in ((0.0, 1), (1.0, 2)):
+        _, loaders, model = build_pipeline({**tiny_config_dict, "umn_weight": weight})
+        scored = []
+        full_sort = model.scoring.full_sort
+        monkeypatch.setattr(model.scoring, "full_sort", lambda *args: scored.append(1) or full_sort(*args))
+        model.calculate_loss(first_batch(loaders))
+        assert len(scored) == passes
 
 
 # --- DIN: which MLP scores, and what fine-tuning learns ----------------------------------------------------
@@ -120,6 +150,58 @@ def test_din_global_inference_scores_exactly_as_recboles_din_with_the_same_weigh
         torch.testing.assert_close(duet.predict(batch), din.predict(batch), atol=1e-6, rtol=0)
         expected = din.predict(pairs).view(len(batch), n_items)
         torch.testing.assert_close(duet.full_sort_predict(batch), expected, atol=1e-6, rtol=0)
+
+
+def randomise_batch_norm_statistics(module):
+    """Running statistics and affine weights far from a fresh layer's (mean 0, var 1, weight 1, bias 0)."""
+    with torch.no_grad():
+        for batch_norm in (m for m in module.modules() if isinstance(m, nn.BatchNorm1d)):
+            batch_norm.running_mean.uniform_(-1, 1)
+            batch_norm.running_var.uniform_(0.5, 2)
+            batch_norm.weight.uniform_(0.5, 2)
+            batch_norm.bias.uniform_(-1, 1)
+
+
+def test_running_statistics_normalise_as_an_evaluating_batch_norm():
+    torch.manual_seed(0)
+    batch_norm = nn.BatchNorm1d(5, eps=0.1)
+    randomise_batch_norm_statistics(batch_norm)
+    x = torch.randn(4, 3, 5)
+    expected = batch_norm.eval()(x.reshape(12, 5)).view(4, 3, 5)
+    torch.testing.assert_close(normalise_with_running_statistics(batch_norm, x), expected)
+
+
+def test_din_generated_mlp_without_an_update_is_dins_own_mlp(din_config_dict):
+    _, loaders, model = build_pipeline(din_config_dict)
+    with torch.no_grad():  # biases and weights away from their initialisation (biases start at zero)
+        for parameter in model.backbone.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    randomise_batch_norm_statistics(model.backbone)
+    model.eval()
+    batch = first_batch(loaders)
+    user, item_seq, item_seq_len, items = model._inputs(batch)
+    no_update = [
+        GeneratedLayer(FullDelta(torch.zeros(len(user), out_dim, in_dim)), torch.zeros(len(user), out_dim))
+        for out_dim, in_dim in model.head.layer_shapes
+    ]
+    with torch.no_grad():
+        global_logit, mlp_input = model.tap(user, item_seq, item_seq_len, items)
+        torch.testing.assert_close(model.head(mlp_input, no_update), global_logit, atol=1e-6, rtol=1e-6)
+
+
+def test_din_generator_reads_the_windows_item_features_and_zeros_its_padding(din_config_dict, monkeypatch):
+    _, loaders, model = build_pipeline(din_config_dict)
+    model.eval()
+    user, item_seq, item_seq_len = model.device_inputs(first_batch(loaders))
+    read = []
+    monkeypatch.setattr(model, "_generate", lambda window_emb, window_len: read.append((window_emb, window_len)))
+    model.generate(user, item_seq, item_seq_len)
+    (window_emb, window_len), = read
+    window, expected_len = realtime_window(item_seq, item_seq_len, model.realtime_window_size)
+    assert torch.equal(window_len, expected_len) and bool((window == 1).any())  # item 1 is among the windows
+    expected = item_feature_embedding(model.backbone, user, window)
+    is_real = (window > 0).unsqueeze(-1)
+    torch.testing.assert_close(window_emb, torch.where(is_real, expected, torch.zeros_like(expected)))
 
 
 def test_din_generated_and_global_scores_differ_after_training(din_config_dict):
@@ -263,6 +345,44 @@ def test_pooled_state_code_ignores_the_padding_after_the_window():
     for code in codes[1:]:
         torch.testing.assert_close(code, codes[0], atol=1e-6, rtol=0)
     torch.testing.assert_close(codes[0][2], torch.tanh(encoder.project(window[2, 0])))  # one real item: itself
+
+
+def test_pooled_state_code_is_the_mean_of_the_real_states():
+    encoder = PooledStateEncoder(2, 2)
+    with torch.no_grad():
+        encoder.project.weight.copy_(torch.eye(2))
+        encoder.project.bias.zero_()
+    window = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])  # two real states, then padding
+    torch.testing.assert_close(encoder(window, torch.tensor([2])), torch.tanh(torch.tensor([[2.0, 3.0]])))
+
+
+def identity_attention_encoder(recency, query):
+    """An attention encoder over 2-wide items whose key map is the identity."""
+    encoder = WindowAttentionEncoder(2, 2, len(recency))
+    with torch.no_grad():
+        encoder.key.weight.copy_(torch.eye(2))
+        encoder.key.bias.zero_()
+        encoder.recency.weight.copy_(torch.tensor(recency))
+        encoder.query.copy_(torch.tensor(query))
+    return encoder
+
+
+@pytest.mark.parametrize("query", [[0.0, 0.0], [2.0, -1.0]], ids=["mean", "weighted"])
+def test_attention_code_tags_each_item_with_its_age_and_weighs_the_keys_by_the_query(query):
+    encoder = identity_attention_encoder([[0.1, 0.0], [0.0, 0.2], [0.3, 0.3]], query)  # recency of ages 0, 1, 2
+    window = torch.tensor([[[1.0, -1.0], [0.5, 0.5], [9.0, 9.0]]])  # two real items, then padding
+    # the older item is 1 step from the newest, the newest 0 steps
+    keys = torch.tanh(torch.tensor([[1.0 + 0.0, -1.0 + 0.2], [0.5 + 0.1, 0.5 + 0.0]]))
+    weights = torch.softmax(keys @ torch.tensor(query), dim=0)
+    torch.testing.assert_close(encoder(window, torch.tensor([2])), (weights @ keys).unsqueeze(0))
+
+
+def test_attention_encoder_starts_as_a_plain_mean_with_small_recency_tags():
+    torch.manual_seed(0)
+    encoder = WindowAttentionEncoder(64, 8, 20)
+    assert torch.equal(encoder.query.detach(), torch.zeros(8))
+    recency = encoder.recency.weight.detach()
+    assert abs(recency.mean()) < 0.005 and 0.015 < recency.std() < 0.025  # N(0, INIT_STD)
 
 
 # --- Real-time window longer than the stored history -------------------------------------------------------
