@@ -205,17 +205,19 @@ class DUET(DUETBase):
         """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately.
 
         With ``duet_inference: global`` the model is the UMN alone (the backbone with its dynamic layers as
-        ordinary global layers), so only ``L_umn`` is trained and the generator is never run.
+        ordinary global layers), so only ``L_umn`` is trained and the generator is never run. With
+        ``umn_weight: 0`` the UMN's scoring pass (a second full-catalogue loss) is skipped: its term is exactly 0.
         """
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         representation, states = self.represent(item_seq, item_seq_len)
-        loss_umn = self._recommendation_loss(self.classifier(representation), interaction)
         if self.inference == "global":
-            return loss_umn
+            return self._recommendation_loss(self.classifier(representation), interaction)
         generated = self.generate(item_seq, item_seq_len, states)
         loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
-        return loss_ppg, self.umn_weight * loss_umn
+        if self.umn_weight == 0:
+            return loss_ppg, loss_ppg.new_zeros(())
+        return loss_ppg, self.umn_weight * self._recommendation_loss(self.classifier(representation), interaction)
 
     def predict(self, interaction):
         if self._tunes_whole_model():
