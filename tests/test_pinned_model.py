@@ -272,6 +272,22 @@ def random_delta(kind, devices, out_dim, in_dim):
     return LowRankDelta(torch.randn(out_dim, 2), torch.randn(devices, 2, 2), torch.randn(2, in_dim))
 
 
+def test_adapter_gates_are_the_scaled_self_similarity_pooled_over_the_real_items():
+    adapter = StableWeightAdapter(2, [2, 1], 2)
+    with torch.no_grad():
+        adapter.transform.weight.copy_(torch.eye(2))
+        adapter.transform.bias.zero_()
+        adapter.gate.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]))
+        adapter.gate.bias.copy_(torch.tensor([0.0, 0.5, 0.0]))
+    window = torch.tensor([[[1.0, 2.0], [-1.0, 0.5], [7.0, 7.0]]])  # two real items, then padding
+    keys = torch.tanh(window[0, :2])
+    attention = torch.softmax(keys @ keys.T / 2**0.5, dim=-1)  # each real item over the real items
+    pooled = (attention @ keys).mean(0)  # the similarity-weighted sums, averaged over the real items
+    expected = torch.sigmoid(adapter.gate.weight.detach() @ pooled + adapter.gate.bias.detach())
+    first, second = adapter(window, torch.tensor([2]))
+    torch.testing.assert_close(torch.cat([first, second], dim=-1)[0], expected)
+
+
 @pytest.mark.parametrize("kind", ["full", "low-rank"])
 def test_gate_scales_each_output_units_update(kind):
     torch.manual_seed(0)

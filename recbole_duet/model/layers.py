@@ -34,7 +34,7 @@ def window_positions(item_seq_len, size, max_seq_length):
         tuple: ``positions`` ``[B, size]`` (clamped into the sequence), ``window_len`` ``[B]``, and
         ``is_real`` ``[B, size]`` (False on padding slots).
     """
-    window_len = item_seq_len.clamp(min=1, max=size)
+    window_len = item_seq_len.clamp(max=size)  # histories hold at least one item (entry points check)
     offsets = torch.arange(size, device=item_seq_len.device)
     positions = ((item_seq_len - window_len).unsqueeze(1) + offsets).clamp(max=max_seq_length - 1)
     return positions, window_len, offsets.unsqueeze(0) < window_len.unsqueeze(1)
