@@ -84,8 +84,12 @@ def test_backbone_states_need_a_backbone_that_has_them(run_dir):
 
 
 def test_an_attention_head_encoder_reads_a_window_not_backbone_states(run_dir):
-    with pytest.raises(ConfigError, match="'attention' for config key 'head_encoder'.*'gru'.*generator_input 'backbone'"):
+    with pytest.raises(ConfigError) as error:
         Config(model="DUET", dataset="ml-100k", config_dict={"head_encoder": "attention", "generator_input": "backbone"})
+    assert str(error.value) == (
+        "Invalid value 'attention' for config key 'head_encoder': expected 'gru' (the default) with generator_input "
+        "'backbone', whose states are pooled, not encoded again."
+    )
 
 
 def test_properties_ship_inside_the_package_or_the_checkout():

@@ -189,11 +189,20 @@ def test_backbone_states_are_the_ones_the_user_vector_is_read_from(tiny_config_d
         torch.testing.assert_close(states[torch.arange(len(item_seq)), item_seq_len - 1], representation)
         window, window_len = realtime_window(states, item_seq_len, model.realtime_window_size)
         expected = model.classifier(representation, model._generate(window, window_len))
-        calls = []
-        model.backbone.register_forward_hook(lambda *_: calls.append(1))
         torch.testing.assert_close(model.forward(item_seq, item_seq_len), expected)
-        model.calculate_loss(batch)
-    assert len(calls) == 2  # one backbone pass each for scoring and for the loss: the states are not recomputed
+
+
+def test_the_backbone_runs_once_per_batch_when_the_generator_reads_its_states(tiny_config_dict):
+    """The states come from the very pass that gives the user vectors (with dropout, a second pass would differ)."""
+    _, loaders, model = build_pipeline({**tiny_config_dict, "generator_input": "backbone", "umn_weight": 1.0})
+    batch = one_batch(loaders[0])
+    calls = []
+    model.backbone.register_forward_hook(lambda *_: calls.append(1))
+    model.calculate_loss(batch)
+    with torch.no_grad():
+        model.eval()
+        model.full_sort_predict(batch)
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("head_encoder", ["gru", "attention"])
