@@ -84,17 +84,18 @@ class WindowGRUEncoder(nn.Module):
 
     A unidirectional GRU's output at step ``t`` reads only steps ``<= t`` and windows are left-aligned, so the
     output at the last real item is what a packed sequence would give, without packing (which sorts the batch
-    and is slower on CPU); the padding after a window never reaches its code.
+    and is slower on CPU); the padding after a window never reaches its code. The GRU runs time-major (the
+    layout it computes in), which spares a copy of the window and of its outputs each way.
     """
 
     def __init__(self, input_dim, hidden_size):
         super().__init__()
-        self.gru = nn.GRU(input_dim, hidden_size, batch_first=True)
+        self.gru = nn.GRU(input_dim, hidden_size)
 
     def forward(self, window, window_len):
-        output, _ = self.gru(window)
-        last = (window_len - 1).view(-1, 1, 1).expand(-1, 1, output.size(-1))
-        return output.gather(1, last).squeeze(1)
+        output, _ = self.gru(window.transpose(0, 1))  # [W, B, h]
+        last = (window_len - 1).view(1, -1, 1).expand(1, -1, output.size(-1))
+        return output.gather(0, last).squeeze(0)
 
 
 class PooledStateEncoder(nn.Module):
