@@ -107,7 +107,7 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
     assert all(r["config"]["duet_inference"] == "global" and "adaptation" not in r for r in layers)
     markdown = (out / "results.md").read_text()
     (finetune_all,) = [r for r in records if r["model"] == "FinetuneAll-SASRec" and r["seed"] == 2021]
-    assert finetune_all["test_ms_per_user"] > 0 and f"| FinetuneAll-SASRec | 2 | " in (out / "results.md").read_text()
+    assert finetune_all["test_ms_per_user"] > 0 and "| FinetuneAll-SASRec | 2 | " in (out / "results.md").read_text()
     for second in ("SASRec", "Base-SASRec", "Layers-SASRec", "FinetuneAll-SASRec"):
         assert f"| DUET-SASRec | {second} | ndcg@10 | " in markdown
     assert (out / "paired_ci.png").read_bytes()[:8] == PNG_MAGIC

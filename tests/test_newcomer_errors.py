@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import build_pipeline, write_atomic_dataset
+from conftest import build_pipeline
 
 from recbole_duet import run_recbole_duet
 from recbole_duet.config import Config
