@@ -168,3 +168,21 @@ def test_records_from_another_harness_sharing_the_folder_are_kept(tmp_path):
         {"model": "DUET-GRU4Rec"},
     ]
     assert json.loads((tmp_path / "results.json").read_text())[-1] == {"model": "DUET-GRU4Rec"}
+
+
+ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "ablations")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(ABLATIONS)))
+def test_each_ablation_file_sets_valid_duet_keys_and_says_what_it_tests(name):
+    """RecBole accepts any key, so a misspelt one would silently train the default for hours."""
+    from recbole_duet.model.settings import DUET_KEYS
+
+    with open(os.path.join(ABLATIONS, name), encoding="utf-8") as file:
+        text = file.read()
+    settings = yaml.safe_load(text)
+    assert name.endswith(".yaml") and text.startswith("# Ablation: ")
+    assert settings and set(settings) <= set(DUET_KEYS), f"{name}: {sorted(set(settings) - set(DUET_KEYS))}"
+    for key, value in settings.items():
+        is_valid, expected = DUET_KEYS[key]
+        assert is_valid(value), f"{name}: {key} must be {expected}"

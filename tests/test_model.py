@@ -214,3 +214,50 @@ def test_window_encoder_code_ignores_the_padding_after_the_window(tiny_config_di
     with torch.no_grad():
         torch.testing.assert_close(model.generator.encode(padded, window_len), model.generator.encode(window, window_len))
         assert not torch.allclose(model.generator.encode(window, torch.tensor([2, 1]))[0], model.generator.encode(window, window_len)[0])
+
+
+@pytest.mark.parametrize("stabilizer", [False, True])
+def test_update_dropout_drops_whole_output_units_of_each_devices_update_in_training_only(tiny_config_dict, stabilizer):
+    _, loaders, model = build_pipeline({**tiny_config_dict, "update_dropout": 0.5, "stabilizer": stabilizer})
+    batch = one_batch(loaders[0])
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.eval()
+        undropped = model.generate(item_seq, item_seq_len)
+        model.train()
+        dropped = model.generate(item_seq, item_seq_len)
+    assert len(dropped) == model.classifier.weight.size(0)
+    for train_layer, eval_layer in zip(dropped, undropped):
+        eval_gate = torch.ones_like(eval_layer.bias_delta) if eval_layer.gate is None else eval_layer.gate
+        assert eval_layer.gate is None or stabilizer
+        scale = train_layer.gate / eval_gate  # per device and output unit: dropped (0) or kept and doubled (2)
+        assert scale.shape == eval_layer.bias_delta.shape
+        assert torch.all((scale == 0) | torch.isclose(scale, torch.full_like(scale, 2.0)))
+        assert 0.3 < (scale == 0).float().mean() < 0.7
+        assert not torch.equal(scale[0], scale[1])  # each device draws its own mask
+        torch.testing.assert_close(train_layer.bias_delta, eval_layer.bias_delta)
+
+
+def test_without_update_dropout_training_adds_no_mask(tiny_config_dict):
+    _, loaders, model = build_pipeline({**tiny_config_dict, "stabilizer": False})
+    batch = one_batch(loaders[0])
+    model.train()
+    assert model.update_dropout == 0
+    assert all(layer.gate is None for layer in model.generate(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]))
+
+
+def test_a_dropped_unit_is_answered_by_the_global_layer_alone(tiny_config_dict):
+    """Dropping every unit (p close to 1 leaves almost none) makes training's user vectors the global layers'."""
+    _, loaders, model = build_pipeline({**tiny_config_dict, "update_dropout": 0.999999, "stabilizer": False})
+    batch = one_batch(loaders[0])
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for layer in model.generator.parameters():
+            layer.add_(0.5)  # a large generated update, so that keeping it would show
+        representation, _ = model.represent(item_seq, item_seq_len)
+        torch.testing.assert_close(
+            model.classifier(representation, model.generate(item_seq, item_seq_len)), model.classifier(representation)
+        )

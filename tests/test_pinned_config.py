@@ -19,6 +19,7 @@ from recbole_duet.model.settings import (
     _non_negative_number,
     _one_of,
     _positive_number,
+    _probability_below_one,
     validate_duet_settings,
 )
 
@@ -35,6 +36,7 @@ BAD_VALUES = {
     "head_encoder": ("one of ['gru', 'attention']", ["lstm", "GRU", None]),
     "stabilizer": ("true or false", ["maybe", 1, 0, None]),
     "umn_weight": ("a number >= 0", [-0.5, -1, "1", True, None]),
+    "update_dropout": ("a number in [0, 1)", [1, 1.0, -0.1, "0.1", True, None]),
     "duet_inference": ("one of ['generated', 'global', 'finetune']", ["tuned", None]),
     "duet_activation": ("one of ['tanh', 'relu', 'gelu', 'none']", ["sigmoid", None]),
     "finetune_steps": ("an integer >= 1", [0, 2.5, True, None]),
@@ -50,6 +52,7 @@ EDGE_VALUES = {
     "head_encoder": ["gru", "attention"],
     "stabilizer": [True, False],
     "umn_weight": [0, 0.0, 1e-9, 3],
+    "update_dropout": [0, 0.0, 0.5, 0.999],
     "duet_inference": ["generated", "global", "finetune"],
     "duet_activation": ["tanh", "relu", "gelu", "none"],
     "finetune_steps": [1],
@@ -69,10 +72,11 @@ def test_every_duet_key_has_bad_and_edge_values_here():
         (lambda: _integer_at_least(0), "an integer >= 0", [0, 2], [-1, False]),
         (_non_negative_number, "a number >= 0", [0, 0.0, 0.5, 3], [-0.1, -1, True, "1", None]),
         (_positive_number, "a number > 0", [1e-9, 2], [0, 0.0, -1, True, "1", None]),
+        (_probability_below_one, "a number in [0, 1)", [0, 0.0, 0.3, 0.999], [1, 1.0, -0.01, True, "0.1", None]),
         (_boolean, "true or false", [True, False], [0, 1, "true", None]),
         (lambda: _one_of(("gru", "attention")), "one of ['gru', 'attention']", ["gru", "attention"], ["GRU", "lstm", None]),
     ],
-    ids=["integer>=1", "integer>=0", "non-negative", "positive", "boolean", "one-of"],
+    ids=["integer>=1", "integer>=0", "non-negative", "positive", "probability<1", "boolean", "one-of"],
 )
 def test_each_check_factory_builds_the_check_it_describes(build, expected, accepted, rejected):
     """The factories run at import, where mutation testing cannot reach them; built here, they can be checked."""

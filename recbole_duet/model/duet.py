@@ -59,6 +59,7 @@ class DUETBase(SequentialRecommender):
         super(DUETBase, self).__init__(config, dataset)
         self.realtime_window_size = config["realtime_window"]
         self.umn_weight = config["umn_weight"]
+        self.update_dropout = config["update_dropout"]
         self.inference = config["duet_inference"]
         self.finetune_steps = config["finetune_steps"]
         self.finetune_lr = config["finetune_lr"]
@@ -83,7 +84,20 @@ class DUETBase(SequentialRecommender):
         """Cloud side of DUET: real-time windows ``[B, W, d]`` -> one :class:`GeneratedLayer` per dynamic layer."""
         updates = self.generator(window, window_len)
         gates = self.stabilizer(window, window_len) if self.stabilizer is not None else [None] * len(updates)
+        gates = [self._drop_update_units(gate, bias) for (_, bias), gate in zip(updates, gates)]
         return [GeneratedLayer(weight, bias, gate) for (weight, bias), gate in zip(updates, gates)]
+
+    def _drop_update_units(self, gate, bias_delta):
+        """Training-time dropout on the generated update (``update_dropout``), a regulariser for the generator.
+
+        Each device's output units are dropped independently, the rest scaled by ``1 / (1 - p)``. The mask
+        multiplies the gate, so a dropped unit loses its weight-row and its bias update together and the global
+        layer alone answers for it; evaluation and deployment never drop anything.
+        """
+        if not self.training or self.update_dropout == 0:
+            return gate
+        keep = F.dropout(torch.ones_like(bias_delta), self.update_dropout)
+        return keep if gate is None else gate * keep
 
     def _finetune(self, global_layers, n_devices, device_losses):
         return finetune_per_device(global_layers, n_devices, device_losses, self.finetune_steps, self.finetune_lr)

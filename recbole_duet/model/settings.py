@@ -38,6 +38,13 @@ def _positive_number():
     return check, "a number > 0"
 
 
+def _probability_below_one():
+    def check(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+
+    return check, "a number in [0, 1)"
+
+
 def _boolean():
     return lambda value: isinstance(value, bool), "true or false"
 
@@ -51,6 +58,7 @@ DUET_KEYS = {
     "head_encoder": _one_of(HEAD_ENCODERS),
     "stabilizer": _boolean(),
     "umn_weight": _non_negative_number(),
+    "update_dropout": _probability_below_one(),
     "duet_inference": _one_of(INFERENCE_MODES),
     "duet_activation": _one_of(ACTIVATIONS),
     "finetune_steps": _integer_at_least(1),
