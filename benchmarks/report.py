@@ -13,7 +13,11 @@ COMPARATORS = ["{backbone}", "Base-{backbone}", "Layers-{backbone}", "Finetune-{
 
 
 def _decider(record):
-    """The model whose validation chooses this record's learning rate: DUET-X for its whole family."""
+    """The model whose validation chooses this record's learning rate: the family's trained model (its
+    ``training``). Records from before fine-tuning moved to the Layers family have no ``training`` field; their
+    Finetune rows tuned DUET's training."""
+    if "training" in record:
+        return record["training"]
     family, _, backbone = record["model"].partition("-")
     return f"DUET-{backbone}" if family in ("DUET", "Base", "Finetune", "FinetuneAll") and backbone else record["model"]
 
@@ -111,8 +115,8 @@ def summary_table(records, models):
 
 def epoch_cap_line(records):
     """How many trainings ran into the epoch cap instead of stopping early (family members share a training)."""
-    trainings = [r for r in records if _decider(r) == r["model"]]
-    capped = sum(not r["stopped_early"] for r in trainings)
+    trainings = {(r["dataset"], _decider(r), r["seed"], r.get("learning_rate")): r for r in records}
+    capped = sum(not r["stopped_early"] for r in trainings.values())
     return f"Trainings that hit the epoch cap instead of stopping early: {capped} of {len(trainings)}."
 
 

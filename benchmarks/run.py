@@ -4,18 +4,24 @@
         --models SASRec DUET-SASRec Base-SASRec Finetune-SASRec GRU4Rec DUET-GRU4Rec Base-GRU4Rec Finetune-GRU4Rec \\
         --out benchmarks/results/ml-100k-quick
 
-Model names: any RecBole model (trained as RecBole would); ``DUET-<backbone>`` (``model: DUET``);
-``Base-<backbone>``, ``Finetune-<backbone>`` and ``FinetuneAll-<backbone>``: the same trained DUET model
-scored with its global (UMN) layers, with each device fine-tuning them on its own window, or fine-tuning every
-backbone parameter too (``duet_inference: global`` / ``finetune``, ``finetune_scope: dynamic`` / ``all``) --
-one DUET training serves these rows; ``Layers-<backbone>``: the backbone with the same
-extra (dynamic) layers trained as ordinary global layers, without a generator (its own training). Every
-model gets the same data, split (LS valid_and_test, time-ordered), evaluation, budget and early stopping
+Model names: any RecBole model (trained as RecBole would); two families of rows on a next-item backbone, each
+family sharing one training per seed and learning rate:
+
+* ``DUET-<backbone>`` (``model: DUET``) and ``Base-<backbone>``, the same trained DUET scored with its global
+  layers alone (``duet_inference: global``);
+* ``Layers-<backbone>``: the cloud model without a generator, i.e. the backbone with the same extra (dynamic)
+  layers trained as ordinary global layers (DUET with ``duet_inference: global``); ``Finetune-<backbone>`` and
+  ``FinetuneAll-<backbone>``: that model after each device fine-tunes its dynamic layers, or every parameter,
+  on its own window (``duet_inference: finetune``, ``finetune_scope: dynamic`` / ``all``). Fine-tuning starts
+  from the Layers model, not from DUET's global layers: with ``umn_weight: 0`` those are trained only as the
+  base of the generated update and are no cloud model to tune.
+
+Every model gets the same data, split (LS valid_and_test, time-ordered), evaluation, budget and early stopping
 (on valid NDCG@10); DUET's best checkpoint is chosen with its generated layers.
 
 Learning rate: with ``--lr-grid`` (the standard suite's default) every training of the first seed runs once
 per rate, and each later seed uses the rate whose first-seed run had the best valid NDCG@10 for that training
-(the DUET member decides for its family); tables report, per model and seed, the run at the chosen rate.
+(the trained member, DUET-X or Layers-X, decides for its family); tables report, per model and seed, the run at the chosen rate.
 
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
@@ -74,20 +80,25 @@ SUITES = {
 }
 SUITE_LR_GRIDS = {"standard": [0.001, 0.003]}
 FIRST_SEED = 2020
-# Members of a DUET family share one training; each is scored with its own inference settings.
-DUET_FAMILY = {
-    "DUET": {"inference": "generated"},
-    "Base": {"inference": "global"},
-    "Finetune": {"inference": "finetune", "finetune_scope": "dynamic"},
-    "FinetuneAll": {"inference": "finetune", "finetune_scope": "all"},
+# Members of a family share one training (DUET, or the cloud model without a generator); each member is scored
+# with its own inference settings.
+FAMILIES = {
+    "DUET": {"DUET": {"inference": "generated"}, "Base": {"inference": "global"}},
+    "Layers": {
+        "Layers": {"inference": "global"},
+        "Finetune": {"inference": "finetune", "finetune_scope": "dynamic"},
+        "FinetuneAll": {"inference": "finetune", "finetune_scope": "all"},
+    },
 }
-LAYERS_FAMILY = "Layers"  # trained on its own, with duet_inference: global (no generator)
+FAMILY_TRAINING = {"DUET": {}, "Layers": {"duet_inference": "global"}}  # config of each family's training
+FAMILY_OF = {member: family for family, members in FAMILIES.items() for member in members}
+FAMILY_NAMES = {family.lower(): family for family in FAMILIES}  # a job's kind -> its family
 
 
 def split_name(name):
     """``'Finetune-SASRec'`` -> ``('Finetune', 'SASRec')``; a RecBole model name -> ``(None, name)``."""
-    family, _, backbone = name.partition("-")
-    return (family, backbone) if family in (*DUET_FAMILY, LAYERS_FAMILY) and backbone else (None, name)
+    member, _, backbone = name.partition("-")
+    return (member, backbone) if member in FAMILY_OF and backbone else (None, name)
 
 
 class Harness:
@@ -142,41 +153,42 @@ class Harness:
             "per_user_file": save_per_user(self.args.out, self.label(name, seed, lr), per_user),
         }
 
-    def run_single(self, job, name, backbone, model, overrides, seed, learning_rate):
-        """Train one model and record it under ``name`` (a plain RecBole model, or Layers-X)."""
-        config_dict, run = self.train(job, model, overrides, seed, learning_rate)
+    def run_single(self, job, seed, learning_rate):
+        """Train one plain RecBole model and record it."""
+        name = job[1]
+        config_dict, run = self.train(job, name, {}, seed, learning_rate)
         valid = plain_metrics(run["result"]["best_valid_result"])
-        return [self.record(name, backbone, seed, config_dict, run, valid)]
+        return [self.record(name, name, seed, config_dict, run, valid)]
 
-    def run_duet_family(self, job, families, seed, learning_rate):
-        """Train DUET once; record the requested families among DUET-, Base- and Finetune-<backbone>."""
-        backbone = job[1]
-        config_dict, run = self.train(job, "DUET", {"backbone": backbone}, seed, learning_rate)
+    def run_family(self, job, seed, learning_rate):
+        """Train a family's model once; record each requested member, scored with its own inference settings."""
+        kind, backbone, members = job
+        family = FAMILY_NAMES[kind]
+        overrides = {"backbone": backbone, **FAMILY_TRAINING[family]}
+        config_dict, run = self.train(job, "DUET", overrides, seed, learning_rate)
         trainer = run["trainer"]
-        adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat)
+        adapting = any(split_name(member)[0] in ("DUET", "Finetune") for member in members)
+        adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat) if adapting else None
         records = []
-        for family in families:
-            for attribute, value in DUET_FAMILY[family].items():
+        for member in members:
+            member_family = split_name(member)[0]
+            for attribute, value in FAMILIES[family][member_family].items():
                 setattr(trainer.model, attribute, value)
-            if family == "DUET":
+            if member_family == family:  # the trained model as trained: its early-stopping validation
                 valid = plain_metrics(run["result"]["best_valid_result"])
             else:
                 valid = plain_metrics(trainer.evaluate(run["data"][1], load_best_model=False))
-            entry = self.record(f"{family}-{backbone}", backbone, seed, config_dict, run, valid)
-            if family in ("DUET", "Finetune"):
+            entry = self.record(member, backbone, seed, config_dict, run, valid)
+            entry["training"] = training_name(job)
+            if member_family in ("DUET", "Finetune"):
                 entry["adaptation"] = adaptation
             records.append(entry)
         return records
 
     def run_job(self, job, seed, learning_rate):
-        kind, name, members = job
-        if kind == "plain":
-            return self.run_single(job, name, name, name, {}, seed, learning_rate)
-        if kind == "layers":
-            overrides = {"backbone": name, "duet_inference": "global"}
-            return self.run_single(job, training_name(job), name, "DUET", overrides, seed, learning_rate)
-        families = [split_name(member)[0] for member in members]
-        return self.run_duet_family(job, families, seed, learning_rate)
+        if job[0] == "plain":
+            return self.run_single(job, seed, learning_rate)
+        return self.run_family(job, seed, learning_rate)
 
 
 def load_records(path):
@@ -204,29 +216,28 @@ def append_records(path, new_records):
 
 
 def training_jobs(models):
-    """The trainings behind ``models``: ``(kind, name, members)``, one per plain model, Layers-X, DUET family."""
+    """The trainings behind ``models``: ``(kind, name, members)``, one per plain model and per family and backbone
+    (kind ``plain``, ``duet`` or ``layers``)."""
     jobs, families = [], {}
     for name in models:
-        family, backbone = split_name(name)
-        if family is None:
+        member, backbone = split_name(name)
+        if member is None:
             jobs.append(("plain", name, (name,)))
-        elif family == LAYERS_FAMILY:
-            jobs.append(("layers", backbone, (name,)))
         else:
-            families.setdefault(backbone, []).append(f"{family}-{backbone}")
-    return jobs + [("duet", backbone, tuple(members)) for backbone, members in families.items()]
+            families.setdefault((FAMILY_OF[member].lower(), backbone), []).append(name)
+    return jobs + [(kind, backbone, tuple(members)) for (kind, backbone), members in families.items()]
 
 
 def training_name(job):
-    """``GRU4Rec``, ``Layers-GRU4Rec`` or ``DUET-GRU4Rec`` (one training for the whole DUET family)."""
+    """``GRU4Rec``, ``Layers-GRU4Rec`` or ``DUET-GRU4Rec``: the training behind a job (its family's model)."""
     kind, name, _ = job
-    return {"plain": name, "layers": f"{LAYERS_FAMILY}-{name}", "duet": f"DUET-{name}"}[kind]
+    return name if kind == "plain" else f"{FAMILY_NAMES[kind]}-{name}"
 
 
 def chosen_learning_rate(job, records, dataset, first_seed):
-    """The grid rate whose first-seed run had the best valid NDCG@10 (DUET-X decides for its family)."""
+    """The grid rate whose first-seed run had the best valid NDCG@10 (the trained member decides for its family)."""
     kind, name, members = job
-    for decider in ([f"DUET-{name}"] if kind == "duet" else []) + list(members):
+    for decider in [training_name(job)] + list(members):
         runs = [r for r in records if (r["dataset"], r["model"], r["seed"]) == (dataset, decider, first_seed)]
         if runs:
             return max(runs, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]

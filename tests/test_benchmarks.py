@@ -49,7 +49,7 @@ def harness(tmp_path):
 def test_harness_writes_results_json_markdown_and_plots(harness):
     run, out = harness
     stdout, records = run(seeds=2)
-    assert "4 training runs to do" in stdout  # DUET, Base and Finetune share one training per seed
+    assert "6 training runs to do" in stdout  # per seed: SASRec, DUET (with Base), Layers (tuned by Finetune)
     assert sorted((r["model"], r["seed"]) for r in records) == sorted((m, s) for m in MODELS for s in (2020, 2021))
     for record in records:
         assert record["dataset"] == "tiny" and record["backbone"] == "SASRec"
@@ -67,7 +67,12 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
     for model in MODELS:
         assert f"| {model} | 2 | " in markdown
     assert "NDCG@10 DUET/backbone" in markdown
-    assert "hit the epoch cap instead of stopping early: 4 of 4." in markdown  # 1 epoch each; 2 trainings per seed
+    assert "hit the epoch cap instead of stopping early: 6 of 6." in markdown  # 1 epoch each; 3 trainings per seed
+    for record in records:
+        if record["model"] != "SASRec":
+            family = "Layers" if record["model"] == "Finetune-SASRec" else "DUET"
+            assert record["training"] == f"{family}-SASRec"
+            assert record["config"].get("duet_inference", "generated") == ("global" if family == "Layers" else "generated")
     for plot in ("metrics.png", "accuracy_vs_time.png"):
         assert (out / plot).read_bytes()[:8] == PNG_MAGIC
 
@@ -78,7 +83,7 @@ def test_harness_resumes_without_redoing_finished_pairs(harness):
     stdout, again = run(seeds=1)
     assert "0 training runs to do" in stdout and again == first
     stdout, more = run(seeds=2)
-    assert "2 training runs to do" in stdout
+    assert "3 training runs to do" in stdout
     assert more[: len(first)] == first and {r["seed"] for r in more[len(first) :]} == {2021}
 
 
@@ -86,13 +91,13 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
     run, out = harness
     models = ["SASRec", "DUET-SASRec", "Base-SASRec", "FinetuneAll-SASRec", "Layers-SASRec"]
     stdout, records = run(seeds=2, models=models, extra=["--lr-grid", "0.0001", "0.01"])
-    assert "9 training runs to do" in stdout  # 3 trainings x 2 rates on the first seed, 3 on the second
+    assert "9 training runs to do" in stdout  # 3 trainings (SASRec, DUET, Layers) x 2 rates on the first seed, 3 on the second
     first_seed = [r for r in records if r["seed"] == 2020]
     assert sorted((r["model"], r["learning_rate"]) for r in first_seed) == sorted(
         (m, lr) for m in models for lr in (0.0001, 0.01)
     )
     for model in models:
-        decider = "DUET-SASRec" if model in ("Base-SASRec", "FinetuneAll-SASRec") else model
+        decider = {"Base-SASRec": "DUET-SASRec", "FinetuneAll-SASRec": "Layers-SASRec"}.get(model, model)
         candidates = [r for r in first_seed if r["model"] == decider]
         best = max(candidates, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"]
         (later,) = [r for r in records if r["seed"] == 2021 and r["model"] == model]
@@ -112,6 +117,7 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
         assert f"| DUET-SASRec | {second} | ndcg@10 | " in markdown
     assert (out / "paired_ci.png").read_bytes()[:8] == PNG_MAGIC
     assert "| SASRec | 2 | " in markdown  # one record per seed: the chosen rate's
+    assert "hit the epoch cap instead of stopping early: 6 of 6." in markdown  # the reported trainings, one per family and seed
 
 
 def test_harness_without_matplotlib_warns_before_training_and_skips_the_plots(tmp_path):

@@ -72,6 +72,10 @@ def test_each_model_and_seed_is_reported_at_the_rate_chosen_on_validation():
         record("Base-SASRec", 1, 0.001, 0.10),
         record("Base-SASRec", 1, 0.003, 0.50),  # Base is DUET's training: DUET's validation decides
         record("SASRec", 2, 0.003, 0.25),  # later seeds ran at the chosen rate only
+        record("Layers-SASRec", 1, 0.001, 0.10),
+        record("Layers-SASRec", 1, 0.003, 0.20),
+        {**record("Finetune-SASRec", 1, 0.001, 0.60), "training": "Layers-SASRec"},  # tunes the Layers training
+        {**record("Finetune-SASRec", 1, 0.003, 0.15), "training": "Layers-SASRec"},
     ]
     chosen = {(r["model"], r["seed"]): r["learning_rate"] for r in selected_records(records)}
     assert chosen == {
@@ -79,6 +83,22 @@ def test_each_model_and_seed_is_reported_at_the_rate_chosen_on_validation():
         ("DUET-SASRec", 1): 0.001,
         ("Base-SASRec", 1): 0.001,
         ("SASRec", 2): 0.003,
+        ("Layers-SASRec", 1): 0.003,
+        ("Finetune-SASRec", 1): 0.003,
+    }
+
+
+def test_finetune_rows_recorded_before_the_layers_family_follow_duets_rate():
+    """Older folders tuned DUET's training and carry no ``training`` field: DUET's validation still decides."""
+    records = [
+        record("DUET-SASRec", 1, 0.001, 0.40),
+        record("DUET-SASRec", 1, 0.003, 0.35),
+        record("Finetune-SASRec", 1, 0.001, 0.10),
+        record("Finetune-SASRec", 1, 0.003, 0.50),
+    ]
+    assert {(r["model"], r["learning_rate"]) for r in selected_records(records)} == {
+        ("DUET-SASRec", 0.001),
+        ("Finetune-SASRec", 0.001),
     }
 
 
@@ -89,11 +109,17 @@ def test_a_family_member_added_later_is_the_only_one_recorded_again():
         {"dataset": "d", "model": m, "seed": 2020, "learning_rate": 0.001, "valid": {"ndcg@10": 0.1}}
         for m in ("SASRec", "DUET-SASRec", "Base-SASRec")
     ]
-    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "FinetuneAll-SASRec"]
-    assert pending_jobs(models, [2020], "d", records, []) == [(("duet", "SASRec", ("FinetuneAll-SASRec",)), 2020, None)]
+    records.append({**records[0], "model": "Layers-SASRec", "training": "Layers-SASRec"})
+    models = ["SASRec", "DUET-SASRec", "Base-SASRec", "Layers-SASRec", "FinetuneAll-SASRec"]
+    added = ("layers", "SASRec", ("FinetuneAll-SASRec",))  # fine-tuning tunes the Layers training
+    assert pending_jobs(models, [2020], "d", records, []) == [(added, 2020, None)]
     grid = pending_jobs(models, [2020, 2021], "d", records, [0.001])
-    assert grid[0] == (("duet", "SASRec", ("FinetuneAll-SASRec",)), 2020, 0.001)
-    assert [job for job, seed, _ in grid if seed == 2021] == [("plain", "SASRec", ("SASRec",)), ("duet", "SASRec", tuple(models[1:]))]
+    assert grid[0] == (added, 2020, 0.001)
+    assert [job for job, seed, _ in grid if seed == 2021] == [
+        ("plain", "SASRec", ("SASRec",)),
+        ("duet", "SASRec", ("DUET-SASRec", "Base-SASRec")),
+        ("layers", "SASRec", ("Layers-SASRec", "FinetuneAll-SASRec")),
+    ]
 
 
 def write_variant(folder, valid_by_seed, per_user_by_seed):
