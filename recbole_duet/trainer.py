@@ -1,12 +1,14 @@
 """RecBole trainers with safe, atomic checkpoints and distributed training on CPUs as well as GPUs.
 
-:func:`get_trainer` returns RecBole's trainer class for a model with two mixins:
+:func:`get_trainer` returns RecBole's trainer class for a model with three mixins:
 
 * :class:`DistributedMixin` (every ``Trainer``): RecBole's ``AbstractTrainer`` converts batch norm to
   ``SyncBatchNorm`` and wraps the model in ``DistributedDataParallel(device_ids=[local_rank])``, both of which
   fail on CPU; the mixin wraps it for the run's device instead (:func:`recbole_duet.distributed.distributed_model`).
   Gradient synchronisation is RecBole's: every step adds ``sync_grad_loss`` (zero times every parameter) so
   each parameter, the generator's included, gets a gradient on every rank and DDP can average them.
+* :class:`ParameterGroupsMixin` (every ``Trainer``): the optimizer takes the model's own parameter groups when
+  it has them (DUET's generator at its own learning rate).
 * :class:`SafeCheckpointMixin` (trainers using ``Trainer``'s own checkpoint logic; decision trees and others
   keep theirs): checkpoints from :mod:`recbole_duet.checkpoint`, written by rank 0 only; in a distributed run
   rank 0 reads them and hands them to the other ranks, which may sit on machines without the file.
@@ -118,13 +120,26 @@ class SafeCheckpointMixin:
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
 
+class ParameterGroupsMixin:
+    """Builds the optimizer over the model's own parameter groups when it has any (DUET's
+    ``generator_lr_scale``); RecBole's ``_build_optimizer`` takes one learning rate for every parameter."""
+
+    def _build_optimizer(self, **kwargs):
+        groups_of = getattr(self.model, "optimizer_parameter_groups", None)
+        if "params" not in kwargs and groups_of is not None:
+            groups = groups_of(kwargs.get("learning_rate", self.learning_rate))
+            if groups is not None:
+                kwargs["params"] = groups
+        return super()._build_optimizer(**kwargs)
+
+
 def get_trainer(model_type, model_name):
     """RecBole's trainer class for this model, able to train distributed on CPU, with safe checkpoints where
     it uses Trainer's own."""
     trainer_class = get_recbole_trainer(model_type, model_name)
     if not issubclass(trainer_class, Trainer):
         return trainer_class
-    mixins = (DistributedMixin,)
+    mixins = (DistributedMixin, ParameterGroupsMixin)
     if trainer_class._save_checkpoint is Trainer._save_checkpoint:
         mixins = (SafeCheckpointMixin, *mixins)
     return type(trainer_class.__name__, (*mixins, trainer_class), {})

@@ -261,3 +261,48 @@ def test_a_dropped_unit_is_answered_by_the_global_layer_alone(tiny_config_dict):
         torch.testing.assert_close(
             model.classifier(representation, model.generate(item_seq, item_seq_len)), model.classifier(representation)
         )
+
+
+def build_trainer(config_dict):
+    from recbole_duet.trainer import get_trainer
+
+    config, loaders, model = build_pipeline(config_dict)
+    return get_trainer(config["MODEL_TYPE"], config["model"])(config, model), one_batch(loaders[0])
+
+
+def test_the_generator_and_adapter_learn_at_their_own_scaled_rate(tiny_config_dict):
+    trainer, _ = build_trainer({**tiny_config_dict, "generator_lr_scale": 0.1, "learning_rate": 0.002})
+    model = trainer.model
+    rest, generating = trainer.optimizer.param_groups
+    assert rest["lr"] == 0.002 and generating["lr"] == pytest.approx(0.0002)
+    expected = {id(p) for module in (model.generator, model.stabilizer) for p in module.parameters()}
+    assert {id(p) for p in generating["params"]} == expected
+    assert len(rest["params"]) + len(generating["params"]) == len(list(model.parameters()))
+    assert {id(p) for p in rest["params"]} == {id(p) for p in model.parameters()} - expected
+    rebuilt = trainer._build_optimizer(learning_rate=0.5)  # RecBole's own keyword for another rate
+    assert [group["lr"] for group in rebuilt.param_groups] == [0.5, pytest.approx(0.05)]
+
+
+def test_at_scale_one_the_optimizer_is_recboles_single_group(tiny_config_dict):
+    trainer, _ = build_trainer(tiny_config_dict)
+    assert trainer.model.generator_lr_scale == 1
+    (group,) = trainer.optimizer.param_groups
+    assert [id(p) for p in group["params"]] == [id(p) for p in trainer.model.parameters()]
+
+
+def test_an_optimizer_step_moves_the_generator_by_the_scaled_rate(tiny_config_dict):
+    """Adam's first step moves each weight by about its learning rate: the generator's by a tenth of it."""
+    moved = {}
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)
+        trainer, batch = build_trainer({**tiny_config_dict, "generator_lr_scale": scale, "stabilizer": False})
+        model = trainer.model
+        model.train()
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        torch.manual_seed(1)
+        sum(model.calculate_loss(batch)).backward()
+        trainer.optimizer.step()
+        moved[scale] = {name: (p.detach() - before[name]).abs().max().item() for name, p in model.named_parameters()}
+    decoder = "generator.branches.0.weight_decoder.core_decoder.weight"
+    assert moved[0.1][decoder] == pytest.approx(0.1 * moved[1.0][decoder], rel=0.05)
+    assert moved[0.1]["classifier.weight"] == pytest.approx(moved[1.0]["classifier.weight"], rel=0.05)

@@ -60,6 +60,7 @@ class DUETBase(SequentialRecommender):
         self.realtime_window_size = config["realtime_window"]
         self.umn_weight = config["umn_weight"]
         self.update_dropout = config["update_dropout"]
+        self.generator_lr_scale = config["generator_lr_scale"]
         self.inference = config["duet_inference"]
         self.finetune_steps = config["finetune_steps"]
         self.finetune_lr = config["finetune_lr"]
@@ -79,6 +80,21 @@ class DUETBase(SequentialRecommender):
         )
         out_dims = [out_dim for out_dim, _ in layer_shapes]
         self.stabilizer = StableWeightAdapter(input_dim, out_dims, hidden_size) if config["stabilizer"] else None
+
+    def optimizer_parameter_groups(self, learning_rate):
+        """The generator and the adapter at ``generator_lr_scale`` times ``learning_rate``, the rest at the rate.
+
+        A hyper-network's output moves every device's layers at once, so it may want a smaller step than the
+        layers it parameterises. None at a scale of 1: one plain group, as RecBole builds it (and as earlier
+        training states saved their optimizer).
+        """
+        if self.generator_lr_scale == 1:
+            return None
+        generating = [self.generator] + ([self.stabilizer] if self.stabilizer is not None else [])
+        generator_parameters = [parameter for module in generating for parameter in module.parameters()]
+        generator_ids = {id(parameter) for parameter in generator_parameters}
+        rest = [parameter for parameter in self.parameters() if id(parameter) not in generator_ids]
+        return [{"params": rest}, {"params": generator_parameters, "lr": learning_rate * self.generator_lr_scale}]
 
     def _generate(self, window, window_len):
         """Cloud side of DUET: real-time windows ``[B, W, d]`` -> one :class:`GeneratedLayer` per dynamic layer."""

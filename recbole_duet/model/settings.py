@@ -59,6 +59,7 @@ DUET_KEYS = {
     "stabilizer": _boolean(),
     "umn_weight": _non_negative_number(),
     "update_dropout": _probability_below_one(),
+    "generator_lr_scale": _positive_number(),
     "duet_inference": _one_of(INFERENCE_MODES),
     "duet_activation": _one_of(ACTIVATIONS),
     "finetune_steps": _integer_at_least(1),
