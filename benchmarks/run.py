@@ -21,7 +21,8 @@ Every model gets the same data, split (LS valid_and_test, time-ordered), evaluat
 
 Learning rate: with ``--lr-grid`` (the standard suite's default) every training of the first seed runs once
 per rate, and each later seed uses the rate whose first-seed run had the best valid NDCG@10 for that training
-(the trained member, DUET-X or Layers-X, decides for its family); tables report, per model and seed, the run at the chosen rate.
+(the trained member, DUET-X or Layers-X, decides for its family); tables report, per model and seed, the run at
+the chosen rate.
 
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
