@@ -6,6 +6,8 @@
         --out benchmarks/results/ablation-ml-100k-gru4rec-generator-input.json
 
 Each folder is a ``benchmarks/run.py --out`` (one setting, e.g. ``--config-files benchmarks/ablations/X.yaml``).
+A variant may name another model of its folder, ``NAME=MODEL@FOLDER`` (e.g. ``gru4rec=GRU4Rec@<suite folder>``),
+to compare models trained under the same protocol in different folders.
 Per variant: seeds, mean valid and test NDCG@10, and against the reference variant, over the seeds both have,
 the mean valid difference (the number that chooses a default: validation, never test), how many seeds
 validation prefers the variant on, and the paired test difference with its 95% bootstrap CI over test users.
@@ -85,36 +87,42 @@ def markdown(rows, model, reference):
     return "\n".join(lines)
 
 
-def parse_variants(pairs):
+def parse_variants(pairs, default_model):
+    """``NAME=FOLDER`` or ``NAME=MODEL@FOLDER`` -> ``{name: (folder, model)}``, the model ``default_model`` unless named."""
     variants = {}
     for pair in pairs:
-        name, separator, folder = pair.partition("=")
-        if not separator or not name or not folder:
-            raise SystemExit(f"--variants: '{pair}' is not NAME=FOLDER")
+        name, separator, location = pair.partition("=")
+        model, at, folder = location.rpartition("@")
+        if not separator or not name or not folder or (at and not model):
+            raise SystemExit(f"--variants: '{pair}' is not NAME=FOLDER or NAME=MODEL@FOLDER")
         if not os.path.isfile(os.path.join(folder, "results.json")):
             raise SystemExit(f"--variants: '{folder}' holds no results.json")
-        variants[name] = folder
+        variants[name] = (folder, model or default_model)
     return variants
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="the harness model name, e.g. DUET-GRU4Rec")
-    parser.add_argument("--variants", nargs="+", required=True, help="NAME=FOLDER, one per setting")
+    parser.add_argument("--variants", nargs="+", required=True, help="NAME=FOLDER or NAME=MODEL@FOLDER, one per setting")
     parser.add_argument("--reference", required=True, help="the variant the others are compared with")
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args()
-    variants = parse_variants(args.variants)
+    variants = parse_variants(args.variants, args.model)
     if args.reference not in variants:
         raise SystemExit(f"--reference: '{args.reference}' is not one of the variants {sorted(variants)}")
-    runs = {name: variant_runs(folder, args.model) for name, folder in variants.items()}
+    runs = {name: variant_runs(folder, model) for name, (folder, model) in variants.items()}
     for name, found in runs.items():
+        folder, model = variants[name]
         if not found:
-            raise SystemExit(f"--variants: no {args.model} record in '{variants[name]}' ({name})")
-    reference = (args.reference, variants[args.reference])
-    rows = [variant_row(name, variants[name], runs[name], reference, runs[args.reference]) for name in variants]
+            raise SystemExit(f"--variants: no {model} record in '{folder}' ({name})")
+    folders = {name: folder for name, (folder, _) in variants.items()}
+    reference = (args.reference, folders[args.reference])
+    rows = [variant_row(name, folders[name], runs[name], reference, runs[args.reference]) for name in variants]
+    models = {name: model for name, (_, model) in variants.items()}
     with open(args.out, "w", encoding="utf-8") as file:
-        json.dump({"model": args.model, "reference": args.reference, "variants": variants, "rows": rows}, file, indent=2)
+        summary = {"model": args.model, "reference": args.reference, "variants": folders, "models": models, "rows": rows}
+        json.dump(summary, file, indent=2)
     print(markdown(rows, args.model, args.reference))
 
 

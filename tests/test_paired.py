@@ -152,3 +152,16 @@ def test_ablation_table_compares_each_variant_with_the_reference_on_shared_seeds
     assert row["valid_difference"] == pytest.approx((0.05 - 0.02) / 2) and row["valid_wins"] == 1
     assert row["test_difference"] == pytest.approx((0.5 + 0.0 + 0.0 + 0.5) / 4)  # seed 3 has no partner
     assert "valid_difference" not in variant_row("ref", reference, reference_runs, ("ref", reference), reference_runs)
+
+
+def test_ablation_variants_may_name_another_model_of_their_folder(tmp_path):
+    from ablation_table import parse_variants
+
+    folder = write_variant(tmp_path / "suite", {1: 0.3}, {1: ([1], [0.5])})
+    assert parse_variants([f"duet={folder}", f"gru=GRU4Rec@{folder}"], "DUET-GRU4Rec") == {
+        "duet": (folder, "DUET-GRU4Rec"),
+        "gru": (folder, "GRU4Rec"),
+    }
+    for bad in ["duet", f"={folder}", f"duet=@{folder}", "duet=GRU4Rec@", f"duet={tmp_path / 'missing'}"]:
+        with pytest.raises(SystemExit, match="--variants: '"):
+            parse_variants([bad], "DUET-GRU4Rec")
