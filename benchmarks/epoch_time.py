@@ -1,5 +1,6 @@
 """Training time per epoch, side by side in one process: RecBole's backbones with autograd's anomaly mode on
-(as RecBole leaves it) and off (the plugin's default), and DUET against its backbone.
+(as RecBole leaves it) and off (the plugin's default), with RecBole's element-wise GELU and with the fused one
+(:mod:`recbole_duet.speedups`, the plugin's), and DUET against its backbone.
 
     OMP_NUM_THREADS=1 python benchmarks/epoch_time.py --dataset ml-100k --out benchmarks/results/epoch-time
 
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole_duet.config import Config  # noqa: E402
 from recbole_duet.quick_start import prepare_experiment  # noqa: E402
+from recbole_duet.speedups import use_recbole_activations  # noqa: E402
 from recbole_duet.trainer import get_trainer  # noqa: E402
 
 SETTINGS = {
@@ -37,7 +39,9 @@ SETTINGS = {
 VARIANTS = [
     ("SASRec, anomaly on", "SASRec", {"detect_anomaly": True}),
     ("SASRec", "SASRec", {}),
+    ("SASRec, RecBole's GELU", "SASRec", {}),
     ("DUET(SASRec)", "DUET", {"backbone": "SASRec"}),
+    ("DUET(SASRec), RecBole's GELU", "DUET", {"backbone": "SASRec"}),
     ("DUET(SASRec), generator_input=backbone", "DUET", {"backbone": "SASRec", "generator_input": "backbone"}),
     ("DUET(SASRec), head_encoder=attention", "DUET", {"backbone": "SASRec", "head_encoder": "attention"}),
     ("DUET(SASRec), umn_weight=1", "DUET", {"backbone": "SASRec", "umn_weight": 1.0}),
@@ -51,11 +55,15 @@ VARIANTS = [
     ("DIN", "DIN", {}),
     ("DUET(DIN)", "DUET", {"backbone": "DIN"}),
 ]
+# Variants whose built model gets RecBole's own element-wise activations back.
+WITH_RECBOLE_ACTIVATIONS = {"SASRec, RecBole's GELU", "DUET(SASRec), RecBole's GELU"}
 # (label, numerator, denominator) of the ratios printed under the table.
 RATIOS = [
     ("SASRec: anomaly on / off", "SASRec, anomaly on", "SASRec"),
     ("GRU4Rec: anomaly on / off", "GRU4Rec, anomaly on", "GRU4Rec"),
     ("DIN: anomaly on / off", "DIN, anomaly on", "DIN"),
+    ("SASRec: fused / RecBole's GELU", "SASRec", "SASRec, RecBole's GELU"),
+    ("DUET(SASRec): fused / RecBole's GELU", "DUET(SASRec)", "DUET(SASRec), RecBole's GELU"),
     ("DUET(SASRec) / SASRec", "DUET(SASRec)", "SASRec"),
     ("DUET(SASRec), generator_input=backbone / SASRec", "DUET(SASRec), generator_input=backbone", "SASRec"),
     ("DUET(SASRec), head_encoder=attention / SASRec", "DUET(SASRec), head_encoder=attention", "SASRec"),
@@ -78,6 +86,8 @@ class Variant:
         self.name = name
         self.config = Config(model=model, dataset=args.dataset, config_dict=config_dict)
         _, (self.train_data, _, _), model = prepare_experiment(self.config)
+        if name in WITH_RECBOLE_ACTIVATIONS:
+            use_recbole_activations(model)
         self.trainer = get_trainer(self.config["MODEL_TYPE"], self.config["model"])(self.config, model)
         self.seconds = []
         self.cpu_seconds = []
