@@ -24,6 +24,11 @@ per rate, and each later seed uses the rate whose first-seed run had the best va
 (the trained member, DUET-X or Layers-X, decides for its family); tables report, per model and seed, the run at
 the chosen rate.
 
+With ``--backbones-from FOLDER`` (and e.g. ``--config-files benchmarks/frozen-backbone.yaml``) every family
+training starts its backbone from the backbone's own run of the same seed in ``FOLDER`` (the best model each
+plain training keeps in ``<out>/models/``), so DUET and the extra layers are trained on top of the very model
+they are compared with.
+
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
 finished trainings and paired statistics never need a retraining. A training in progress keeps its whole state
@@ -38,6 +43,7 @@ import fcntl
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -117,6 +123,31 @@ class Harness:
         stem = self.label(training_name(job), seed, learning_rate)
         return os.path.join(self.args.out, "checkpoints", f"{stem}.state.pth")
 
+    def model_file(self, folder, name, seed, learning_rate):
+        """Where a plain training keeps its best model (the start of ``--backbones-from`` families)."""
+        return os.path.join(folder, "models", f"{self.label(name, seed, learning_rate)}.pth")
+
+    def keep_model(self, run, name, seed, learning_rate):
+        target = self.model_file(self.args.out, name, seed, learning_rate)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(run["trainer"].saved_model_file, target + ".tmp")
+        os.replace(target + ".tmp", target)
+
+    def trained_backbone(self, backbone, seed):
+        """The best model of ``backbone``'s own run of ``seed`` in ``--backbones-from`` (at its chosen rate)."""
+        folder = self.args.backbones_from
+        runs = [
+            r
+            for r in load_records(os.path.join(folder, "results.json"))
+            if (r["dataset"], r["model"], r["seed"]) == (self.args.dataset, backbone, seed)
+        ]
+        if not runs:
+            raise RuntimeError(f"--backbones-from {folder}: no {backbone} run of seed {seed} on {self.args.dataset} there")
+        path = self.model_file(folder, backbone, seed, max(runs, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"])
+        if not os.path.isfile(path):
+            raise RuntimeError(f"--backbones-from {folder}: {path} is missing (only runs since models were kept have one)")
+        return path
+
     def train(self, job, model, overrides, seed, learning_rate):
         config_dict = {**PROTOCOL, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
         if learning_rate is not None:
@@ -158,6 +189,7 @@ class Harness:
         """Train one plain RecBole model and record it."""
         name = job[1]
         config_dict, run = self.train(job, name, {}, seed, learning_rate)
+        self.keep_model(run, name, seed, learning_rate)
         valid = plain_metrics(run["result"]["best_valid_result"])
         return [self.record(name, name, seed, config_dict, run, valid)]
 
@@ -166,6 +198,8 @@ class Harness:
         kind, backbone, members = job
         family = FAMILY_NAMES[kind]
         overrides = {"backbone": backbone, **FAMILY_TRAINING[family]}
+        if self.args.backbones_from:
+            overrides["backbone_checkpoint"] = self.trained_backbone(backbone, seed)
         config_dict, run = self.train(job, "DUET", overrides, seed, learning_rate)
         trainer = run["trainer"]
         adapting = any(split_name(member)[0] in ("DUET", "Finetune") for member in members)
@@ -319,6 +353,9 @@ def parse_args():
     parser.add_argument("--config-files", nargs="*", default=[], help="yaml overrides applied to every model")
     parser.add_argument(
         "--lr-grid", nargs="*", type=float, default=None, help="learning rates tried on the first seed (default: the suite's)"
+    )
+    parser.add_argument(
+        "--backbones-from", default=None, help="a results folder whose plain runs start each family's backbone"
     )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

@@ -192,3 +192,39 @@ def test_each_ablation_file_sets_valid_duet_keys_and_says_what_it_tests(name):
     for key, value in settings.items():
         is_valid, expected = DUET_KEYS[key]
         assert is_valid(value), f"{name}: {key} must be {expected}"
+
+
+def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(harness, tmp_path):
+    import torch
+
+    run, out = harness
+    _, backbones = run(seeds=2, models=["SASRec"], extra=["--lr-grid", "0.0001", "0.01"])
+    frozen = tmp_path / "frozen.yaml"
+    frozen.write_text(open(os.path.join(REPO, "benchmarks", "frozen-backbone.yaml"), encoding="utf-8").read())
+    atop = tmp_path / "atop"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "2"]
+    command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "Layers-SASRec", "--lr-grid", "0.01"]
+    command += ["--config-files", str(tmp_path / "tiny.yaml"), str(frozen), "--backbones-from", str(out), "--out", str(atop)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    records = json.loads((atop / "results.json").read_text())
+    assert len(records) == 4
+    best = {
+        seed: max((r for r in backbones if r["seed"] == seed), key=lambda r: r["valid"]["ndcg@10"]) for seed in (2020, 2021)
+    }
+    for record in records:
+        expected = out / "models" / f"tiny-SASRec-{record['seed']}-lr{best[record['seed']]['learning_rate']}.pth"
+        assert record["config"]["backbone_checkpoint"] == str(expected) and record["config"]["freeze_backbone"] is True
+        kept = torch.load(expected, weights_only=True)
+        assert json.loads(kept["config"])["seed"] == record["seed"]
+
+
+def test_backbones_from_a_folder_without_that_backbone_says_so(harness, tmp_path):
+    run, out = harness
+    run(seeds=1, models=["GRU4Rec"])
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
+    command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "--config-files", str(tmp_path / "tiny.yaml")]
+    command += ["--backbones-from", str(out), "--out", str(tmp_path / "atop")]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode != 0
+    assert f"--backbones-from {out}: no SASRec run of seed 2020 on tiny there" in completed.stderr

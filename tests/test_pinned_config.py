@@ -15,6 +15,7 @@ from recbole_duet.errors import ConfigError
 from recbole_duet.model.settings import (
     DUET_KEYS,
     _boolean,
+    _existing_file_or_none,
     _integer_at_least,
     _non_negative_number,
     _one_of,
@@ -43,6 +44,8 @@ BAD_VALUES = {
     "finetune_steps": ("an integer >= 1", [0, 2.5, True, None]),
     "finetune_lr": ("a number > 0", [0, 0.0, -0.1, "0.01", False, None]),
     "finetune_scope": ("one of ['dynamic', 'all']", ["everything", None]),
+    "backbone_checkpoint": ("the path of an existing checkpoint file, or null", ["", "no/such/model.pth", 3, True]),
+    "freeze_backbone": ("true or false", ["yes", 1, None]),
 }
 EDGE_VALUES = {
     "duet_layers": [1, 5],
@@ -60,6 +63,8 @@ EDGE_VALUES = {
     "finetune_steps": [1],
     "finetune_lr": [1e-9, 1],
     "finetune_scope": ["dynamic", "all"],
+    "backbone_checkpoint": [None, __file__],  # any existing file passes here; its content is checked when loaded
+    "freeze_backbone": [False],  # True needs a backbone_checkpoint (tests/test_warm_start.py)
 }
 
 
@@ -76,9 +81,10 @@ def test_every_duet_key_has_bad_and_edge_values_here():
         (_positive_number, "a number > 0", [1e-9, 2], [0, 0.0, -1, True, "1", None]),
         (_probability_below_one, "a number in [0, 1)", [0, 0.0, 0.3, 0.999], [1, 1.0, -0.01, True, "0.1", None]),
         (_boolean, "true or false", [True, False], [0, 1, "true", None]),
+        (_existing_file_or_none, "the path of an existing checkpoint file, or null", [None, __file__], ["", "no.pth", 3, True]),
         (lambda: _one_of(("gru", "attention")), "one of ['gru', 'attention']", ["gru", "attention"], ["GRU", "lstm", None]),
     ],
-    ids=["integer>=1", "integer>=0", "non-negative", "positive", "probability<1", "boolean", "one-of"],
+    ids=["integer>=1", "integer>=0", "non-negative", "positive", "probability<1", "boolean", "file-or-none", "one-of"],
 )
 def test_each_check_factory_builds_the_check_it_describes(build, expected, accepted, rejected):
     """The factories run at import, where mutation testing cannot reach them; built here, they can be checked."""

@@ -37,6 +37,7 @@ from recbole_duet.model.finetune import (
 )
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
 from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
+from recbole_duet.model.warm_start import load_backbone_checkpoint
 
 
 def cut_at_prefix(item_seq, prefix_len):
@@ -66,6 +67,10 @@ class DUETBase(SequentialRecommender):
         self.finetune_lr = config["finetune_lr"]
         self.finetune_scope = config["finetune_scope"]
         self.backbone = build_backbone(config, dataset)
+        if config["backbone_checkpoint"] is not None:
+            load_backbone_checkpoint(self.backbone, config["backbone_checkpoint"], config["backbone"], config["dataset"])
+        if config["freeze_backbone"]:
+            self.backbone.requires_grad_(False)
 
     def _build_generator(self, config, input_dim, layer_shapes):
         hidden_size = config["generator_hidden_size"]

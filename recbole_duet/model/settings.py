@@ -3,6 +3,8 @@
 Checking here (and not when the model is built) makes a typo fail in a second, before the dataset is read.
 """
 
+import os
+
 from recbole_duet.errors import ConfigError
 from recbole_duet.model.backbones import check_backbone, reads_states
 
@@ -45,6 +47,13 @@ def _probability_below_one():
     return check, "a number in [0, 1)"
 
 
+def _existing_file_or_none():
+    def check(value):
+        return value is None or (isinstance(value, str) and os.path.isfile(value))
+
+    return check, "the path of an existing checkpoint file, or null"
+
+
 def _boolean():
     return lambda value: isinstance(value, bool), "true or false"
 
@@ -65,6 +74,8 @@ DUET_KEYS = {
     "finetune_steps": _integer_at_least(1),
     "finetune_lr": _positive_number(),
     "finetune_scope": _one_of(FINETUNE_SCOPES),
+    "backbone_checkpoint": _existing_file_or_none(),
+    "freeze_backbone": _boolean(),
 }
 
 
@@ -75,6 +86,8 @@ def validate_duet_settings(settings):
         value = settings.get(key)
         if not is_valid(value):
             raise ConfigError(key, value, expected)
+    if settings["freeze_backbone"] and settings["backbone_checkpoint"] is None:
+        raise ConfigError("freeze_backbone", True, "false unless backbone_checkpoint names a trained backbone")
     if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
         raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")
     if settings["generator_input"] == "backbone" and settings["head_encoder"] != "gru":

@@ -1,0 +1,85 @@
+"""DUET on a backbone trained on its own: ``backbone_checkpoint`` loads it, ``freeze_backbone`` keeps it fixed,
+and a checkpoint that does not fit is refused naming the file and what is wrong."""
+
+import pytest
+import torch
+from conftest import build_pipeline, write_atomic_dataset
+
+from recbole_duet.config import Config
+from recbole_duet.errors import CheckpointError, ConfigError
+from recbole_duet.quick_start import run_experiment
+
+
+def trained_checkpoint(config_dict, model, **overrides):
+    """Train ``model`` for one epoch; return the path of its best checkpoint."""
+    run = run_experiment(Config(model=model, dataset="tiny", config_dict={**config_dict, **overrides}))
+    return run["trainer"].saved_model_file
+
+
+@pytest.fixture
+def sasrec_checkpoint(tiny_config_dict):
+    return trained_checkpoint(tiny_config_dict, "SASRec")
+
+
+def duet_settings(config_dict, checkpoint, **overrides):
+    return {**config_dict, "backbone": "SASRec", "backbone_checkpoint": checkpoint, **overrides}
+
+
+def test_the_backbone_starts_from_the_checkpoint(tiny_config_dict, sasrec_checkpoint):
+    trained = torch.load(sasrec_checkpoint, weights_only=True)["state_dict"]
+    _, _, model = build_pipeline(duet_settings(tiny_config_dict, sasrec_checkpoint))
+    loaded = model.backbone.state_dict()
+    assert loaded.keys() == trained.keys()
+    for name, value in trained.items():
+        torch.testing.assert_close(loaded[name], value, atol=0, rtol=0, msg=name)
+    _, _, fresh = build_pipeline(duet_settings(tiny_config_dict, None))
+    assert not torch.equal(fresh.backbone.item_embedding.weight, trained["item_embedding.weight"])
+
+
+def test_a_frozen_backbone_gets_no_gradient_and_does_not_move(tiny_config_dict, sasrec_checkpoint):
+    settings = duet_settings(tiny_config_dict, sasrec_checkpoint, freeze_backbone=True)
+    _, (train_data, _, _), model = build_pipeline(settings)
+    model.train()
+    sum(model.calculate_loss(next(iter(train_data)))).backward()
+    assert all(parameter.grad is None for parameter in model.backbone.parameters())
+    learning = {name for name, parameter in model.named_parameters() if parameter.grad is not None}
+    assert any(name.startswith("classifier.") for name in learning)
+    assert any(name.startswith("generator.") for name in learning)
+
+    run = run_experiment(Config(model="DUET", dataset="tiny", config_dict={**settings, "epochs": 2}))
+    trained = torch.load(sasrec_checkpoint, weights_only=True)["state_dict"]
+    for name, value in run["trainer"].model.backbone.state_dict().items():
+        torch.testing.assert_close(value, trained[name], atol=0, rtol=0, msg=name)
+
+
+def test_an_unfrozen_backbone_keeps_learning(tiny_config_dict, sasrec_checkpoint):
+    settings = duet_settings(tiny_config_dict, sasrec_checkpoint)
+    _, (train_data, _, _), model = build_pipeline(settings)
+    model.train()
+    sum(model.calculate_loss(next(iter(train_data)))).backward()
+    assert model.backbone.item_embedding.weight.grad is not None
+
+
+def test_a_checkpoint_of_another_model_is_refused(tiny_config_dict):
+    checkpoint = trained_checkpoint(tiny_config_dict, "GRU4Rec")
+    with pytest.raises(CheckpointError, match=r"'.*' \(backbone_checkpoint\) holds a 'GRU4Rec' model, not the backbone 'SASRec'"):
+        build_pipeline(duet_settings(tiny_config_dict, checkpoint))
+
+
+def test_a_checkpoint_of_another_dataset_is_refused(tiny_config_dict, tmp_path):
+    other = {**tiny_config_dict, "data_path": write_atomic_dataset(str(tmp_path / "other"), name="tiny2")}
+    run = run_experiment(Config(model="SASRec", dataset="tiny2", config_dict=other))
+    with pytest.raises(CheckpointError, match="was trained on dataset 'tiny2', not 'tiny'"):
+        build_pipeline(duet_settings(tiny_config_dict, run["trainer"].saved_model_file))
+
+
+def test_a_checkpoint_of_another_shape_is_refused_naming_the_parameter(tiny_config_dict):
+    checkpoint = trained_checkpoint(tiny_config_dict, "SASRec", hidden_size=8)
+    with pytest.raises(CheckpointError, match=r"does not fit this backbone: size mismatch for item_embedding\.weight"):
+        build_pipeline(duet_settings(tiny_config_dict, checkpoint))
+
+
+def test_freezing_without_a_checkpoint_is_refused_naming_the_key(tiny_config_dict):
+    with pytest.raises(ConfigError) as error:
+        Config(model="DUET", dataset="tiny", config_dict=duet_settings(tiny_config_dict, None, freeze_backbone=True))
+    assert error.value.key == "freeze_backbone" and "backbone_checkpoint" in str(error.value)
