@@ -36,6 +36,27 @@ def test_the_backbone_starts_from_the_checkpoint(tiny_config_dict, sasrec_checkp
     assert not torch.equal(fresh.backbone.item_embedding.weight, trained["item_embedding.weight"])
 
 
+@pytest.mark.parametrize("inference", ["generated", "global"])
+def test_duet_starts_as_the_trained_backbone_and_can_move_away(tiny_config_dict, sasrec_checkpoint, inference):
+    _, (train_data, _, test_data), model = build_pipeline(
+        duet_settings(tiny_config_dict, sasrec_checkpoint, duet_inference=inference)
+    )
+    _, _, backbone = build_pipeline(tiny_config_dict, model="SASRec")
+    backbone.load_state_dict(torch.load(sasrec_checkpoint, weights_only=True)["state_dict"])
+    model.eval(), backbone.eval()
+    batch = next(iter(test_data))[0]
+    with torch.no_grad():
+        torch.testing.assert_close(model.full_sort_predict(batch), backbone.full_sort_predict(batch), atol=1e-6, rtol=0)
+    model.train()
+    loss = model.calculate_loss(next(iter(train_data)))
+    (sum(loss) if isinstance(loss, tuple) else loss).backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
+    if inference == "generated":
+        branch = model.generator.branches[0]
+        assert branch.weight_decoder.output_layer().weight.grad.abs().sum() > 0
+        assert branch.bias_decoder.weight.grad.abs().sum() > 0
+
+
 def test_a_frozen_backbone_gets_no_gradient_and_does_not_move(tiny_config_dict, sasrec_checkpoint):
     settings = duet_settings(tiny_config_dict, sasrec_checkpoint, freeze_backbone=True)
     _, (train_data, _, _), model = build_pipeline(settings)

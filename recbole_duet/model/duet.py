@@ -85,6 +85,8 @@ class DUETBase(SequentialRecommender):
         )
         out_dims = [out_dim for out_dim, _ in layer_shapes]
         self.stabilizer = StableWeightAdapter(input_dim, out_dims, hidden_size) if config["stabilizer"] else None
+        if config["backbone_checkpoint"] is not None:  # start as the trained backbone, exactly
+            self.generator.start_at_zero()
 
     def optimizer_parameter_groups(self, learning_rate):
         """The generator and the adapter at ``generator_lr_scale`` times ``learning_rate``, the rest at the rate.
@@ -139,6 +141,8 @@ class DUET(DUETBase):
         self.scoring = item_scoring(config["backbone"], self.backbone)
         self.states_tap = SequenceStatesTap(self.backbone, dim) if config["generator_input"] == "backbone" else None
         self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
+        if config["backbone_checkpoint"] is not None:
+            self.classifier.start_as_identity()
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
     def device_inputs(self, interaction):

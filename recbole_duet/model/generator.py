@@ -32,6 +32,9 @@ class FullWeightDecoder(nn.Module):
     def forward(self, layer_embedding):
         return FullDelta(self.decoder(layer_embedding).view(-1, *self.shape))
 
+    def output_layer(self):
+        return self.decoder
+
 
 class LowRankWeightDecoder(nn.Module):
     """Decode a layer embedding into ``left @ core @ right`` with a generated ``r x r`` core.
@@ -50,6 +53,9 @@ class LowRankWeightDecoder(nn.Module):
     def forward(self, layer_embedding):
         core = self.core_decoder(layer_embedding).view(-1, self.rank, self.rank)
         return LowRankDelta(self.left, core, self.right)
+
+    def output_layer(self):
+        return self.core_decoder
 
 
 class LayerBranch(nn.Module):
@@ -72,6 +78,12 @@ class LayerBranch(nn.Module):
     def forward(self, device_code):
         embedding = torch.tanh(self.layer_embedding(device_code))
         return self.weight_decoder(embedding), self.bias_decoder(embedding)
+
+    def start_at_zero(self):
+        """Zero the decoders' output weights (their biases start at 0): every update is 0 until training moves
+        them, and their gradients are not 0."""
+        for decoder in (self.weight_decoder.output_layer(), self.bias_decoder):
+            nn.init.zeros_(decoder.weight)
 
 
 def _window_mask(window, window_len):
@@ -176,6 +188,11 @@ class ParameterGenerator(nn.Module):
         """Return ``[(weight_delta, bias_delta)]``, one pair per dynamic layer."""
         device_code = self.encode(window, window_len)
         return [branch(device_code) for branch in self.branches]
+
+    def start_at_zero(self):
+        """Generate zero updates at first, so a model starting from a trained backbone starts as that backbone."""
+        for branch in self.branches:
+            branch.start_at_zero()
 
 
 class StableWeightAdapter(nn.Module):

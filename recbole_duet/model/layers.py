@@ -156,6 +156,11 @@ class ResidualClassifier(nn.Module):
     def extra_repr(self):
         return f"n_layers={len(self.layer_shapes)}, dim={self.weight.size(-1)}"
 
+    def start_as_identity(self):
+        """Zero weights and biases: every residual layer adds 0 until training moves it (its gradient is not 0)."""
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
     def _step(self, layer, x, out):
         return x + (self.activation(out) if layer < len(self.layer_shapes) - 1 else out)
 
