@@ -136,14 +136,12 @@ class Harness:
     def trained_backbone(self, backbone, seed):
         """The best model of ``backbone``'s own run of ``seed`` in ``--backbones-from`` (at its chosen rate)."""
         folder = self.args.backbones_from
-        runs = [
-            r
-            for r in load_records(os.path.join(folder, "results.json"))
-            if (r["dataset"], r["model"], r["seed"]) == (self.args.dataset, backbone, seed)
-        ]
-        if not runs:
-            raise RuntimeError(f"--backbones-from {folder}: no {backbone} run of seed {seed} on {self.args.dataset} there")
-        path = self.model_file(folder, backbone, seed, max(runs, key=lambda r: r["valid"]["ndcg@10"])["learning_rate"])
+        records = load_records(os.path.join(folder, "results.json"))
+        try:  # the folder's own rule: the seed's run with the best valid NDCG@10
+            rate = chosen_learning_rate(("plain", backbone, (backbone,)), records, self.args.dataset, seed)
+        except RuntimeError:
+            raise RuntimeError(f"--backbones-from {folder}: no {backbone} run of seed {seed} on {self.args.dataset} there") from None
+        path = self.model_file(folder, backbone, seed, rate)
         if not os.path.isfile(path):
             raise RuntimeError(f"--backbones-from {folder}: {path} is missing (only runs since models were kept have one)")
         return path

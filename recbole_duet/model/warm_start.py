@@ -3,8 +3,9 @@
 In the paper the static layers are the cloud model, trained before the generator learns to personalise it; a
 RecBole user likewise has a trained SASRec or GRU4Rec (``run_recbole_duet.py --model=SASRec`` saves one under
 ``saved/``). Loaded into DUET's backbone and kept fixed (``freeze_backbone``), it leaves only the dynamic layers,
-the generator and the adapter to learn. Those layers are residual with a small initialisation, so training starts
-from the backbone's own ranking, and the backbone's backward pass is skipped.
+the generator and the adapter to learn, and the backbone's backward pass is skipped. With a checkpoint DUET's
+dynamic layers start as the identity and its generated updates at zero (:class:`recbole_duet.model.duet.DUET`), so
+training starts from exactly the backbone's scores.
 """
 
 import json
