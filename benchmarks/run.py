@@ -187,7 +187,7 @@ class Harness:
         """Train one plain RecBole model and record it."""
         name = job[1]
         config_dict, run = self.train(job, name, {}, seed, learning_rate)
-        self.keep_model(run, name, seed, learning_rate)
+        self.keep_model(run, name, seed, config_dict.get("learning_rate"))  # the rate its record names
         valid = plain_metrics(run["result"]["best_valid_result"])
         return [self.record(name, name, seed, config_dict, run, valid)]
 

@@ -199,12 +199,11 @@ def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(h
 
     run, out = harness
     _, backbones = run(seeds=2, models=["SASRec"], extra=["--lr-grid", "0.0001", "0.01"])
-    frozen = tmp_path / "frozen.yaml"
-    frozen.write_text(open(os.path.join(REPO, "benchmarks", "frozen-backbone.yaml"), encoding="utf-8").read())
+    frozen = os.path.join(REPO, "benchmarks", "frozen-backbone.yaml")
     atop = tmp_path / "atop"
     command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "2"]
     command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "Layers-SASRec", "--lr-grid", "0.01"]
-    command += ["--config-files", str(tmp_path / "tiny.yaml"), str(frozen), "--backbones-from", str(out), "--out", str(atop)]
+    command += ["--config-files", str(tmp_path / "tiny.yaml"), frozen, "--backbones-from", str(out), "--out", str(atop)]
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = json.loads((atop / "results.json").read_text())
@@ -219,12 +218,26 @@ def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(h
         assert json.loads(kept["config"])["seed"] == record["seed"]
 
 
+def failed_backbones_from(folder, tmp_path):
+    """stderr of a DUET-SASRec family run with ``--backbones-from folder``, which must fail."""
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
+    command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "--config-files", str(tmp_path / "tiny.yaml")]
+    command += ["--backbones-from", str(folder), "--out", str(tmp_path / "atop")]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode != 0
+    return completed.stderr
+
+
 def test_backbones_from_a_folder_without_that_backbone_says_so(harness, tmp_path):
     run, out = harness
     run(seeds=1, models=["GRU4Rec"])
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
-    command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "--config-files", str(tmp_path / "tiny.yaml")]
-    command += ["--backbones-from", str(out), "--out", str(tmp_path / "atop")]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert completed.returncode != 0
-    assert f"--backbones-from {out}: no SASRec run of seed 2020 on tiny there" in completed.stderr
+    assert f"--backbones-from {out}: no SASRec run of seed 2020 on tiny there" in failed_backbones_from(out, tmp_path)
+
+
+def test_backbones_from_a_run_without_its_kept_model_names_the_missing_file(harness, tmp_path):
+    run, out = harness
+    _, (record,) = run(seeds=1, models=["SASRec"])  # no grid: the suite's rate, which the record names
+    model_file = out / "models" / f"tiny-SASRec-2020-lr{record['learning_rate']}.pth"
+    assert model_file.is_file()
+    model_file.unlink()
+    assert f"--backbones-from {out}: {model_file} is missing" in failed_backbones_from(out, tmp_path)
