@@ -123,6 +123,12 @@ class Harness:
         stem = self.label(training_name(job), seed, learning_rate)
         return os.path.join(self.args.out, "checkpoints", f"{stem}.state.pth")
 
+    def checkpoint_dir(self, job, seed, learning_rate):
+        """RecBole's ``checkpoint_dir`` for one training: RecBole names its best-model file by model and the second
+        the trainer was built, so two harness processes starting a ``DUET`` training in one second would
+        otherwise write one file."""
+        return os.path.join(self.args.out, "checkpoints", self.label(training_name(job), seed, learning_rate))
+
     def model_file(self, folder, name, seed, learning_rate):
         """Where a plain training keeps its best model (the start of ``--backbones-from`` families)."""
         return os.path.join(folder, "models", f"{self.label(name, seed, learning_rate)}.pth")
@@ -153,7 +159,8 @@ class Harness:
         if self.args.data_path:
             config_dict["data_path"] = self.args.data_path
         start = time.perf_counter()
-        config = Config(model=model, dataset=self.args.dataset, config_dict=config_dict)
+        where = {"checkpoint_dir": self.checkpoint_dir(job, seed, learning_rate)}  # not part of the record's config
+        config = Config(model=model, dataset=self.args.dataset, config_dict={**config_dict, **where})
         run = run_experiment(config, saved=True, state_file=self.state_file(job, seed, learning_rate))
         run["wall_seconds"] = run["resumed_seconds"] + time.perf_counter() - start
         return config_dict, run
@@ -179,6 +186,7 @@ class Harness:
             "wall_seconds": run["wall_seconds"],
             "resumed_seconds": run["resumed_seconds"],
             "test_ms_per_user": 1000 * test_seconds / len(per_user["users"]),
+            "machine": machine_description(run["trainer"].device),
             "stopped_early": run["epochs"] < config_dict["epochs"],
             "per_user_file": save_per_user(self.args.out, self.label(name, seed, lr), per_user),
         }
@@ -222,6 +230,23 @@ class Harness:
         if job[0] == "plain":
             return self.run_single(job, seed, learning_rate)
         return self.run_family(job, seed, learning_rate)
+
+
+def machine_description(device):
+    """Where a training ran, kept in its record: one results folder may hold runs from this CPU and from a GPU,
+    and seconds are only comparable between runs of one machine."""
+    if torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def machines_line(records):
+    """The machines behind ``records`` (records written before machines were kept ran on this project's 2-core CPU)."""
+    counts = {}
+    for record in records:
+        machine = record.get("machine", "x86_64, 2 cores (not recorded)")
+        counts[machine] = counts.get(machine, 0) + 1
+    return "; ".join(f"{count} run{'s' * (count != 1)} on {machine}" for machine, count in sorted(counts.items()))
 
 
 def load_records(path):
@@ -314,13 +339,12 @@ def plots_available():
 def write_report(records, args, plots=True):
     reported = selected_records(records)
     table = summary_table(reported, args.models)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     settings = {**PROTOCOL, **SUITES[args.suite], **args.overrides}
     rates = f" Learning-rate grid (first seed, chosen on valid NDCG@10): {args.lr_grid}." if args.lr_grid else ""
     lines = [
         f"# {args.dataset}, suite '{args.suite}'",
         "",
-        f"Machine: {machine}. Seeds: {sorted({r['seed'] for r in reported})}.{rates}",
+        f"Machines: {machines_line(reported)}. Seeds: {sorted({r['seed'] for r in reported})}.{rates}",
         "",
         f"Settings on top of RecBole's and each model's defaults: `{json.dumps(settings)}`",
         "",

@@ -55,6 +55,7 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
         assert record["dataset"] == "tiny" and record["backbone"] == "SASRec"
         assert {"ndcg@10", "recall@10"} <= set(record["valid"]) and {"ndcg@10", "recall@10"} <= set(record["test"])
         assert record["epochs"] == 1 and record["epoch_seconds"] > 0
+        assert record["machine"].endswith(" threads") and "cores, torch " in record["machine"]  # where it ran
         assert record["config"]["MAX_ITEM_LIST_LENGTH"] == 8 and record["config"]["seed"] == record["seed"]
         if record["model"] in ("DUET-SASRec", "Finetune-SASRec"):
             assert ADAPTATION_KEYS <= set(record["adaptation"])
@@ -66,6 +67,7 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
     markdown = (out / "results.md").read_text()
     for model in MODELS:
         assert f"| {model} | 2 | " in markdown
+    assert f"Machines: 8 runs on {records[0]['machine']}." in markdown
     assert "NDCG@10 DUET/backbone" in markdown
     assert "hit the epoch cap instead of stopping early: 6 of 6." in markdown  # 1 epoch each; 3 trainings per seed
     for record in records:
@@ -73,6 +75,9 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
             family = "Layers" if record["model"] == "Finetune-SASRec" else "DUET"
             assert record["training"] == f"{family}-SASRec"
             assert record["config"].get("duet_inference", "generated") == ("global" if family == "Layers" else "generated")
+    # each training keeps its best model in a folder of its own (RecBole's file name alone is model and second)
+    kept = sorted(path.name for path in (out / "checkpoints").iterdir() if any(path.glob("*.pth")))
+    assert kept == sorted(f"tiny-{name}-{seed}" for seed in (2020, 2021) for name in ("DUET-SASRec", "Layers-SASRec", "SASRec"))
     for plot in ("metrics.png", "accuracy_vs_time.png"):
         assert (out / plot).read_bytes()[:8] == PNG_MAGIC
 
@@ -174,6 +179,16 @@ def test_records_from_another_harness_sharing_the_folder_are_kept(tmp_path):
         {"model": "DUET-GRU4Rec"},
     ]
     assert json.loads((tmp_path / "results.json").read_text())[-1] == {"model": "DUET-GRU4Rec"}
+
+
+def test_the_report_names_every_machine_its_runs_came_from():
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    from run import machines_line
+
+    records = [{"machine": "NVIDIA H100 80GB HBM3, torch 2.11.0"}, {}, {"machine": "NVIDIA H100 80GB HBM3, torch 2.11.0"}]
+    assert machines_line(records) == (
+        "2 runs on NVIDIA H100 80GB HBM3, torch 2.11.0; 1 run on x86_64, 2 cores (not recorded)"
+    )
 
 
 ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "ablations")
