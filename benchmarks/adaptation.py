@@ -20,6 +20,8 @@ FINETUNE_BATCH = 64
 def _timed(function):
     start = time.perf_counter()
     function()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # CUDA kernels run asynchronously: the clock is read once they have finished
     return time.perf_counter() - start
 
 
@@ -30,7 +32,7 @@ def _rows(inputs, start, stop):
 def measure_adaptation(model, devices):
     """Measure the adaptation costs of ``model`` on ``devices`` (an Interaction with one row per device)."""
     model.eval()
-    inputs = model.device_inputs(devices)
+    inputs = model.device_inputs(devices.to(next(model.parameters()).device))
     n_devices = len(inputs[0])
     with torch.inference_mode():
         model.personalised_parameters(*_rows(inputs, 0, 1))  # warm-up
