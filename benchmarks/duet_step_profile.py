@@ -63,8 +63,8 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
-    # umn_weight 1: the whole step includes the UMN's pass, so every part DUET can add is itemised (at the default
-    # 0 that pass is skipped).
+    # umn_weight 1 (the default, pinned here): the whole step includes the UMN's pass, so every part DUET can add
+    # is itemised (at 0 that pass is skipped).
     settings = {"backbone": args.backbone, "generator_input": args.generator_input, "MAX_ITEM_LIST_LENGTH": 20, "umn_weight": 1.0}
     settings.update(train_batch_size=2048, state="WARNING", seed=2020)
     config = Config(model="DUET", dataset="ml-100k", config_dict=settings)

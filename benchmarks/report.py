@@ -95,6 +95,28 @@ def _cell(rows, read, pattern="%.4f ± %.4f"):
     return pattern % mean_std(values) if all(v is not None for v in values) else "–"
 
 
+UNRECORDED_MACHINE = "x86_64, 2 cores (not recorded)"  # records written before machines were kept ran there
+
+
+def machine(record):
+    """The machine a record's training ran on."""
+    return record.get("machine", UNRECORDED_MACHINE)
+
+
+def machines_line(records):
+    """The machines behind ``records``, with how many runs each."""
+    counts = {}
+    for record in records:
+        counts[machine(record)] = counts.get(machine(record), 0) + 1
+    return "; ".join(f"{count} run{'s' * (count != 1)} on {name}" for name, count in sorted(counts.items()))
+
+
+def _timing_cell(rows, read, pattern):
+    """Like ``_cell``, for seconds: only averaged over runs of one machine (a CPU's and a GPU's do not mix)."""
+    n_machines = len({machine(row) for row in rows})
+    return _cell(rows, read, pattern) if n_machines == 1 else f"– ({n_machines} machines)"
+
+
 def summary_table(records, models):
     """One row per model: test metrics, valid NDCG@10, epochs, seconds per epoch, adaptation costs."""
     metrics = [m for m in REPORTED_METRICS if all(m in r["test"] for r in records)]
@@ -105,9 +127,9 @@ def summary_table(records, models):
         cells = [name, str(len(rows))] + [_cell(rows, lambda r, m=m: r["test"][m]) for m in metrics]
         cells.append(_cell(rows, lambda r: r["valid"].get("ndcg@10")))
         cells.append(_cell(rows, lambda r: r["epochs"], "%.1f ± %.1f"))
-        cells.append(_cell(rows, lambda r: r["epoch_seconds"], "%.1f ± %.1f"))
-        cells.append(_cell(rows, lambda r: r.get("wall_seconds"), "%.0f ± %.0f"))
-        cells.append(_cell(rows, lambda r: adaptation_ms(r), "%.3g ± %.2g"))
+        cells.append(_timing_cell(rows, lambda r: r["epoch_seconds"], "%.1f ± %.1f"))
+        cells.append(_timing_cell(rows, lambda r: r.get("wall_seconds"), "%.0f ± %.0f"))
+        cells.append(_timing_cell(rows, lambda r: adaptation_ms(r), "%.3g ± %.2g"))
         cells.append(_cell(rows, lambda r: r["adaptation"]["payload_bytes"] / 1024 if "adaptation" in r else None, "%.1f ± %.1f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -132,17 +154,19 @@ def adaptation_ms(record):
 
 
 def ratio_lines(records):
-    """Ratios measured side by side (same seed, same run): DUET vs its backbone, fine-tune vs DUET."""
+    """Ratios measured side by side (same seed, same run): DUET vs its backbone, fine-tune vs DUET. The epoch-time
+    ratio needs both trainings on one machine."""
     lines = []
     for duet in (r for r in records if r["model"].startswith("DUET-")):
         backbone = duet["model"][len("DUET-") :]
         for base in (r for r in records if r["model"] == backbone and r["seed"] == duet["seed"]):
+            same_machine = machine(duet) == machine(base)
+            epoch_time = f"{duet['epoch_seconds'] / base['epoch_seconds']:.2f}" if same_machine else "– (two machines)"
             lines.append(
                 f"- seed {duet['seed']}, {backbone}: NDCG@10 DUET/backbone = "
                 f"{duet['test']['ndcg@10'] / max(base['test']['ndcg@10'], 1e-12):.3f}, "
-                f"epoch time DUET/backbone = {duet['epoch_seconds'] / base['epoch_seconds']:.2f}, "
-                f"fine-tune/generation time = "
-                f"{duet['adaptation']['finetune_ms_per_device'] / duet['adaptation']['generation_ms_p50']:.0f}"
+                f"epoch time DUET/backbone = {epoch_time}, fine-tune/generation time = "
+                f"{duet['adaptation']['finetune_ms_per_device'] / duet['adaptation']['generation_ms_p50']:.2g}"
             )
     return lines
 

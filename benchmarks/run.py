@@ -13,8 +13,9 @@ family sharing one training per seed and learning rate:
   layers trained as ordinary global layers (DUET with ``duet_inference: global``); ``Finetune-<backbone>`` and
   ``FinetuneAll-<backbone>``: that model after each device fine-tunes its dynamic layers, or every parameter,
   on its own window (``duet_inference: finetune``, ``finetune_scope: dynamic`` / ``all``). Fine-tuning starts
-  from the Layers model, not from DUET's global layers: with ``umn_weight: 0`` those are trained only as the
-  base of the generated update and are no cloud model to tune.
+  from the Layers model, the cloud model trained without a generator, not from DUET's global layers, so that
+  it never depends on DUET's settings (at ``umn_weight: 0`` those layers are only the base of the generated
+  update, no cloud model to tune).
 
 Every model gets the same data, split (LS valid_and_test, time-ordered), evaluation, budget and early stopping
 (on valid NDCG@10); DUET's best checkpoint is chosen with its generated layers.
@@ -57,6 +58,7 @@ from adaptation import measure_adaptation  # noqa: E402
 from per_user import evaluate_per_user, save_per_user  # noqa: E402
 from report import (  # noqa: E402
     epoch_cap_line,
+    machines_line,
     paired_lines,
     ratio_lines,
     selected_records,
@@ -238,15 +240,6 @@ def machine_description(device):
     if torch.device(device).type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
-def machines_line(records):
-    """The machines behind ``records`` (records written before machines were kept ran on this project's 2-core CPU)."""
-    counts = {}
-    for record in records:
-        machine = record.get("machine", "x86_64, 2 cores (not recorded)")
-        counts[machine] = counts.get(machine, 0) + 1
-    return "; ".join(f"{count} run{'s' * (count != 1)} on {machine}" for machine, count in sorted(counts.items()))
 
 
 def load_records(path):

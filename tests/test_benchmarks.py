@@ -181,14 +181,32 @@ def test_records_from_another_harness_sharing_the_folder_are_kept(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())[-1] == {"model": "DUET-GRU4Rec"}
 
 
-def test_the_report_names_every_machine_its_runs_came_from():
+def test_the_report_names_every_machine_and_never_mixes_their_seconds():
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    from run import machines_line
+    from report import machines_line, ratio_lines, summary_table
 
-    records = [{"machine": "NVIDIA H100 80GB HBM3, torch 2.11.0"}, {}, {"machine": "NVIDIA H100 80GB HBM3, torch 2.11.0"}]
-    assert machines_line(records) == (
-        "2 runs on NVIDIA H100 80GB HBM3, torch 2.11.0; 1 run on x86_64, 2 cores (not recorded)"
-    )
+    gpu = "NVIDIA H100 80GB HBM3, torch 2.11.0"
+    adaptation = {"finetune_ms_per_device": 2.0, "generation_ms_p50": 0.5, "payload_bytes": 1024}
+
+    def record(model, seconds, machine=None, seed=2020):
+        entry = {"model": model, "seed": seed, "test": {"ndcg@10": 0.05}, "valid": {"ndcg@10": 0.06}, "epochs": 10}
+        entry.update(epoch_seconds=seconds, wall_seconds=10 * seconds, adaptation=adaptation if "DUET" in model else None)
+        return {**entry, **({"machine": machine} if machine else {})}
+
+    records = [record("SASRec", 60.0), record("DUET-SASRec", 3.0, gpu), record("DUET-SASRec", 4.0, gpu, seed=2021)]
+    records = [{k: v for k, v in r.items() if v is not None} for r in records]
+    assert machines_line(records) == f"2 runs on {gpu}; 1 run on x86_64, 2 cores (not recorded)"
+    table = summary_table(records, ["SASRec", "DUET-SASRec"])
+    assert "| DUET-SASRec | 2 | 0.0500 ± 0.0000 | 0.0600 ± 0.0000 | 10.0 ± 0.0 | 3.5 ± 0.7 | 35 ± 7 | 0.5 ± 0 | 1.0 ± 0.0 |" in table
+    assert "| 60.0 ± 0.0 |" in table  # one machine: its seconds
+    records[2]["machine"] = "another machine"
+    assert "| – (2 machines) | – (2 machines) | – (2 machines) |" in summary_table(records, ["DUET-SASRec"])
+    assert ratio_lines(records) == [
+        "- seed 2020, SASRec: NDCG@10 DUET/backbone = 1.000, epoch time DUET/backbone = – (two machines), "
+        "fine-tune/generation time = 4"
+    ]
+    records[0]["machine"] = gpu
+    assert "epoch time DUET/backbone = 0.05," in ratio_lines(records)[0]
 
 
 ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "ablations")

@@ -37,7 +37,7 @@ def test_backbone_yaml_is_layered_under_duet_and_user_keys(run_dir, backbone, ex
     for key, value in expected.items():
         assert config[key] == value
     assert config["hidden_size"] == 32  # the user's override wins over the backbone yaml
-    assert config["umn_weight"] == 0.0 and config["realtime_window"] == 10  # DUET.yaml is loaded wherever the run is
+    assert config["umn_weight"] == 1.0 and config["realtime_window"] == 10  # DUET.yaml is loaded wherever the run is
 
 
 def test_bpr_keeps_training_negatives(run_dir):
