@@ -37,6 +37,7 @@ BAD_VALUES = {
     "head_encoder": ("one of ['gru', 'attention']", ["lstm", "GRU", None]),
     "stabilizer": ("true or false", ["maybe", 1, 0, None]),
     "umn_weight": ("a number >= 0", [-0.5, -1, "1", True, None]),
+    "ppg_scope": ("one of ['all', 'generator']", ["backbone", "All", None]),
     "update_dropout": ("a number in [0, 1)", [1, 1.0, -0.1, "0.1", True, None]),
     "generator_lr_scale": ("a number > 0", [0, 0.0, -1, "0.1", True, None]),
     "duet_inference": ("one of ['generated', 'global', 'finetune']", ["tuned", None]),
@@ -56,6 +57,7 @@ EDGE_VALUES = {
     "head_encoder": ["gru", "attention"],
     "stabilizer": [True, False],
     "umn_weight": [0, 0.0, 1e-9, 3],
+    "ppg_scope": ["all", "generator"],
     "update_dropout": [0, 0.0, 0.5, 0.999],
     "generator_lr_scale": [1e-6, 1, 10.0],
     "duet_inference": ["generated", "global", "finetune"],
@@ -66,6 +68,17 @@ EDGE_VALUES = {
     "backbone_checkpoint": [None, __file__],  # any existing file passes here; its content is checked when loaded
     "freeze_backbone": [False],  # True needs a backbone_checkpoint (tests/test_warm_start.py)
 }
+
+
+def test_a_generator_only_ppg_needs_the_umn_loss_to_train_the_backbone():
+    settings = {**DEFAULTS, "ppg_scope": "generator", "umn_weight": 0.0}
+    error = rejection(settings)
+    assert error.key == "ppg_scope"
+    assert str(error) == (
+        "Invalid value 'generator' for config key 'ppg_scope': expected 'all' with umn_weight 0 (nothing would train "
+        "the backbone)."
+    )
+    validate_duet_settings({**settings, "umn_weight": 1e-9})
 
 
 def test_every_duet_key_has_bad_and_edge_values_here():
@@ -135,6 +148,8 @@ NO_WHOLE_MODEL_TUNING = "'dynamic' with backbone DIN (whole-model tuning is next
         ("SINE", "generator_input", "backbone", "'window' with backbone SINE (it has no per-position states)"),
         ("GRU4Rec", "generator_input", "backbone", None),
         ("SINE", "generator_input", "window", None),
+        ("DIN", "ppg_scope", "generator", "'all' with backbone DIN (next-item backbones only)"),
+        ("GRU4Rec", "ppg_scope", "generator", None),
     ],
 )
 def test_keys_that_depend_on_the_backbone(backbone, key, value, expected):

@@ -130,6 +130,39 @@ def test_umn_weight_zero_skips_the_umns_scoring_pass(tiny_config_dict, monkeypat
         assert len(scored) == passes
 
 
+# --- ppg_scope ---------------------------------------------------------------------------------------------
+
+
+def gradients_by_part(model, loss):
+    """``{"generating": [...], "cloud": [...]}``: whether each parameter of that part gets a nonzero gradient."""
+    named = list(model.named_parameters())
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True, retain_graph=True)
+    parts = {"generating": [], "cloud": []}
+    for (name, _), grad in zip(named, grads):
+        part = "generating" if name.startswith(("generator.", "stabilizer.")) else "cloud"
+        parts[part].append(grad is not None and bool(grad.abs().sum() > 0))
+    return parts
+
+
+@pytest.mark.parametrize("loss_type", ["CE", "BPR"])
+@pytest.mark.parametrize("generator_input", ["window", "backbone"])
+def test_ppg_scope_generator_keeps_l_ppg_out_of_the_cloud_model(tiny_config_dict, loss_type, generator_input):
+    config_dict = {**tiny_config_dict, "loss_type": loss_type, "generator_input": generator_input, "dropout_prob": 0.0}
+    losses = {}
+    for scope in ("all", "generator"):
+        _, loaders, model = build_pipeline({**config_dict, "ppg_scope": scope})
+        model.eval()
+        loss_ppg, loss_umn = model.calculate_loss(first_batch(loaders))
+        losses[scope] = (loss_ppg.item(), loss_umn.item())
+        ppg, umn = gradients_by_part(model, loss_ppg), gradients_by_part(model, loss_umn)
+        assert not any(umn["generating"]) and any(umn["cloud"])  # L_umn never trains the generator
+        if scope == "generator":
+            assert all(ppg["generating"]) and not any(ppg["cloud"])
+        else:
+            assert any(ppg["cloud"])
+    assert losses["all"] == pytest.approx(losses["generator"], rel=1e-6)  # the same losses, only the gradients differ
+
+
 # --- DIN: which MLP scores, and what fine-tuning learns ----------------------------------------------------
 
 

@@ -123,17 +123,17 @@ class DotProductScoring:
         """``[n_items, D]``: every item as scored (from ``weight`` in place of the item table, when given)."""
         return self.item(self.backbone.item_embedding.weight if weight is None else weight)
 
-    def lookup(self, items):
-        """``[B, D]``: the given items as scored."""
-        return self.item(self.backbone.item_embedding(items))
+    def lookup(self, items, weight=None):
+        """``[B, D]``: the given items as scored (from ``weight`` in place of the item table, when given)."""
+        return self.item(self.backbone.item_embedding(items) if weight is None else F.embedding(items, weight))
 
     def full_sort(self, user_vector, weight=None):
         """``[B, n_items]`` scores of every item."""
         return self.user(user_vector) @ self.table(weight).transpose(0, 1)
 
-    def pointwise(self, user_vector, items):
+    def pointwise(self, user_vector, items, weight=None):
         """``[B]`` scores of one item per row."""
-        return (self.user(user_vector) * self.lookup(items)).sum(dim=-1)
+        return (self.user(user_vector) * self.lookup(items, weight)).sum(dim=-1)
 
 
 class CosineScoring(DotProductScoring):

@@ -60,6 +60,7 @@ class DUETBase(SequentialRecommender):
         super(DUETBase, self).__init__(config, dataset)
         self.realtime_window_size = config["realtime_window"]
         self.umn_weight = config["umn_weight"]
+        self.ppg_scope = config["ppg_scope"]
         self.update_dropout = config["update_dropout"]
         self.generator_lr_scale = config["generator_lr_scale"]
         self.inference = config["duet_inference"]
@@ -154,14 +155,19 @@ class DUET(DUETBase):
         representation = encode_sequence(self.backbone, item_seq, item_seq_len)
         return representation, (self.states_tap.pop() if self.states_tap is not None else None)
 
-    def generate(self, item_seq, item_seq_len, states=None):
-        """Each device's generated layers, from its real-time window (``states``: from :meth:`represent`)."""
+    def generate(self, item_seq, item_seq_len, states=None, fixed_inputs=False):
+        """Each device's generated layers, from its real-time window (``states``: from :meth:`represent`).
+
+        ``fixed_inputs``: the window's vectors enter detached, so no gradient flows back into the backbone.
+        """
         if self.states_tap is None:
             window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
-            return self._generate(self.backbone.item_embedding(window), window_len)
-        if states is None:
-            _, states = self.represent(item_seq, item_seq_len)
-        return self._generate(*realtime_window(states, item_seq_len, self.realtime_window_size))
+            window_vectors = self.backbone.item_embedding(window)
+        else:
+            if states is None:
+                _, states = self.represent(item_seq, item_seq_len)
+            window_vectors, window_len = realtime_window(states, item_seq_len, self.realtime_window_size)
+        return self._generate(window_vectors.detach() if fixed_inputs else window_vectors, window_len)
 
     def personalised_parameters(self, item_seq, item_seq_len):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""
@@ -231,14 +237,25 @@ class DUET(DUETBase):
             return self.classifier.forward_with_parameters(representation, parameters)
         return self.classifier(representation, self.generate(item_seq, item_seq_len, states))
 
-    def _recommendation_loss(self, user_vector, interaction):
-        """The backbone's own loss (CE over all items, or BPR on the sampled negative)."""
+    def _generator_only_loss(self, representation, states, interaction):
+        """``L_ppg`` with the cloud model held fixed (``ppg_scope: generator``): only the generator and the adapter
+        learn from it, so the backbone and the global layers train on ``L_umn`` alone, as the Layers model does,
+        and the generated update learns to improve on that cloud model rather than reshaping it."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        generated = self.generate(item_seq, item_seq_len, states, fixed_inputs=True)
+        fixed_layers = {name: value.detach() for name, value in self.classifier.named_parameters()}
+        user_vector = functional_call(self.classifier, fixed_layers, (representation.detach(), generated))
+        return self._recommendation_loss(user_vector, interaction, self.backbone.item_embedding.weight.detach())
+
+    def _recommendation_loss(self, user_vector, interaction, item_weight=None):
+        """The backbone's own loss (CE over all items, or BPR on the sampled negative), against ``item_weight`` in
+        place of the item table when given."""
         pos_items = interaction[self.POS_ITEM_ID]
         if self.loss_type == "BPR":
-            pos_score = self.scoring.pointwise(user_vector, pos_items)
-            neg_score = self.scoring.pointwise(user_vector, interaction[self.NEG_ITEM_ID])
+            pos_score = self.scoring.pointwise(user_vector, pos_items, item_weight)
+            neg_score = self.scoring.pointwise(user_vector, interaction[self.NEG_ITEM_ID], item_weight)
             return self.backbone.loss_fct(pos_score, neg_score)
-        return self.backbone.loss_fct(self.scoring.full_sort(user_vector), pos_items)
+        return self.backbone.loss_fct(self.scoring.full_sort(user_vector, item_weight), pos_items)
 
     def calculate_loss(self, interaction):
         """Return ``(L_ppg, umn_weight * L_umn)``; RecBole's trainer sums and logs them separately.
@@ -246,14 +263,18 @@ class DUET(DUETBase):
         With ``duet_inference: global`` the model is the UMN alone (the backbone with its dynamic layers as
         ordinary global layers), so only ``L_umn`` is trained and the generator is never run. With
         ``umn_weight: 0`` the UMN's scoring pass (a second full-catalogue loss) is skipped: its term is exactly 0.
+        With ``ppg_scope: generator`` ``L_ppg`` reaches only the generator and the adapter.
         """
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         representation, states = self.represent(item_seq, item_seq_len)
         if self.inference == "global":
             return self._recommendation_loss(self.classifier(representation), interaction)
-        generated = self.generate(item_seq, item_seq_len, states)
-        loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
+        if self.ppg_scope == "generator":
+            loss_ppg = self._generator_only_loss(representation, states, interaction)
+        else:
+            generated = self.generate(item_seq, item_seq_len, states)
+            loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
         if self.umn_weight == 0:
             return loss_ppg, loss_ppg.new_zeros(())
         return loss_ppg, self.umn_weight * self._recommendation_loss(self.classifier(representation), interaction)

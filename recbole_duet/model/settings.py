@@ -13,6 +13,7 @@ ACTIVATIONS = ("tanh", "relu", "gelu", "none")
 GENERATOR_INPUTS = ("window", "backbone")
 HEAD_ENCODERS = ("gru", "attention")
 FINETUNE_SCOPES = ("dynamic", "all")
+PPG_SCOPES = ("all", "generator")
 
 
 def _one_of(choices):
@@ -67,6 +68,7 @@ DUET_KEYS = {
     "head_encoder": _one_of(HEAD_ENCODERS),
     "stabilizer": _boolean(),
     "umn_weight": _non_negative_number(),
+    "ppg_scope": _one_of(PPG_SCOPES),
     "update_dropout": _probability_below_one(),
     "generator_lr_scale": _positive_number(),
     "duet_inference": _one_of(INFERENCE_MODES),
@@ -88,6 +90,10 @@ def validate_duet_settings(settings):
             raise ConfigError(key, value, expected)
     if settings["freeze_backbone"] and settings["backbone_checkpoint"] is None:
         raise ConfigError("freeze_backbone", True, "false unless backbone_checkpoint names a trained backbone")
+    if settings["ppg_scope"] == "generator" and settings["umn_weight"] == 0:
+        raise ConfigError("ppg_scope", "generator", "'all' with umn_weight 0 (nothing would train the backbone)")
+    if settings["ppg_scope"] == "generator" and settings["backbone"] == "DIN":
+        raise ConfigError("ppg_scope", "generator", "'all' with backbone DIN (next-item backbones only)")
     if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
         raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")
     if settings["generator_input"] == "backbone" and settings["head_encoder"] != "gru":
