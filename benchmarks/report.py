@@ -85,6 +85,14 @@ def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def reported_models(records, requested):
+    """The requested models, then every other model in ``records``: processes with different ``--models`` share a
+    results folder, and whichever writes the report last must not drop the others' rows."""
+    models = list(requested)
+    models += [name for name in dict.fromkeys(r["model"] for r in records) if name not in models]
+    return models
+
+
 def _by_model(records, models):
     grouped = {name: [r for r in records if r["model"] == name] for name in models}
     return {name: rows for name, rows in grouped.items() if rows}

@@ -61,6 +61,7 @@ from report import (  # noqa: E402
     machines_line,
     paired_lines,
     ratio_lines,
+    reported_models,
     selected_records,
     summary_table,
     write_plots,
@@ -331,7 +332,8 @@ def plots_available():
 
 def write_report(records, args, plots=True):
     reported = selected_records(records)
-    table = summary_table(reported, args.models)
+    models = reported_models(reported, args.models)
+    table = summary_table(reported, models)
     settings = {**PROTOCOL, **SUITES[args.suite], **args.overrides}
     rates = f" Learning-rate grid (first seed, chosen on valid NDCG@10): {args.lr_grid}." if args.lr_grid else ""
     lines = [
@@ -354,7 +356,7 @@ def write_report(records, args, plots=True):
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as file:
         file.write("\n".join(lines))
     if plots:
-        write_plots(reported, args.models, args.out)
+        write_plots(reported, models, args.out)
     print(table)
 
 

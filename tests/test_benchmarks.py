@@ -83,10 +83,13 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
 
 
 def test_harness_resumes_without_redoing_finished_pairs(harness):
-    run, _ = harness
+    run, out = harness
     _, first = run(seeds=1)
     stdout, again = run(seeds=1)
     assert "0 training runs to do" in stdout and again == first
+    run(seeds=1, models=["SASRec"])  # another process's --models, same folder: the report keeps every model's row
+    markdown = (out / "results.md").read_text()
+    assert all(f"| {model} | 1 | " in markdown for model in MODELS)
     stdout, more = run(seeds=2)
     assert "3 training runs to do" in stdout
     assert more[: len(first)] == first and {r["seed"] for r in more[len(first) :]} == {2021}
