@@ -20,11 +20,17 @@ def aligned_differences(first, second, metric):
     return first[metric].astype(np.float64) - second[metric].astype(np.float64)
 
 
-def stratified_bootstrap_ci(groups, confidence=0.95, n_resamples=N_RESAMPLES, seed=0):
-    """Percentile CI of the pooled mean of ``groups`` (arrays), resampling within each group."""
+def stratified_bootstrap_cis(groups, confidence=0.95, n_resamples=N_RESAMPLES, seed=0):
+    """Percentile CIs of the pooled column means of ``groups`` (arrays of users x columns), resampling users within
+    each group.
+
+    Drawing the counts is the whole cost (a multinomial over every user), and the counts depend only on the groups'
+    sizes: every column shares them, so one call bootstraps many comparisons of the same users at the price of one.
+    A column's interval is the one a call with that column alone would give (to rounding in the last bit).
+    """
     rng = np.random.default_rng(seed)
     total = sum(len(group) for group in groups)
-    means = np.zeros(n_resamples)
+    means = np.zeros((n_resamples, groups[0].shape[1]))
     for start in range(0, n_resamples, CHUNK):
         size = min(CHUNK, n_resamples - start)
         for group in groups:
@@ -32,33 +38,52 @@ def stratified_bootstrap_ci(groups, confidence=0.95, n_resamples=N_RESAMPLES, se
             means[start : start + size] += counts @ group
     means /= total
     tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    lows, highs = np.percentile(means, [tail, 100 - tail], axis=0)
+    return [(float(low), float(high)) for low, high in zip(lows, highs)]
+
+
+def stratified_bootstrap_ci(groups, confidence=0.95, n_resamples=N_RESAMPLES, seed=0):
+    """Percentile CI of the pooled mean of ``groups`` (1-D arrays), resampling within each group."""
+    columns = [np.asarray(group, dtype=np.float64)[:, None] for group in groups]
+    return stratified_bootstrap_cis(columns, confidence, n_resamples, seed)[0]
+
+
+def compare_all(requests):
+    """Compare pairs of models run on the same seeds, bootstrapping together the requests over the same users.
+
+    Args:
+        requests (list): ``(first_runs, second_runs, metric)`` triples; a run set maps seed -> per-user arrays
+            (``users`` and ``metric``), ``metric`` is e.g. ``"ndcg@10"``.
+
+    Returns:
+        list: per request, None without a common seed, else a dict: ``metric``, ``mean_difference`` (first -
+        second, pooled over users and seeds), ``ci95``, ``p_value`` (paired t-test), ``seeds`` and ``ratios``
+        (first / second mean per seed).
+    """
+    results = [None] * len(requests)
+    batches = {}  # the seeds' user counts -> (request index, per-seed differences)
+    for index, (first_runs, second_runs, metric) in enumerate(requests):
+        seeds = sorted(set(first_runs) & set(second_runs))
+        if not seeds:
+            continue
+        differences = [aligned_differences(first_runs[s], second_runs[s], metric) for s in seeds]
+        first = np.concatenate([first_runs[s][metric] for s in seeds]).astype(np.float64)
+        second = np.concatenate([second_runs[s][metric] for s in seeds]).astype(np.float64)
+        results[index] = {
+            "metric": metric,
+            "mean_difference": float(np.concatenate(differences).mean()),
+            "p_value": float(stats.ttest_rel(first, second).pvalue),
+            "seeds": seeds,
+            "ratios": [float(first_runs[s][metric].mean() / max(second_runs[s][metric].mean(), 1e-12)) for s in seeds],
+        }
+        batches.setdefault(tuple(len(d) for d in differences), []).append((index, differences))
+    for sizes, members in batches.items():
+        groups = [np.column_stack([differences[g] for _, differences in members]) for g in range(len(sizes))]
+        for (index, _), interval in zip(members, stratified_bootstrap_cis(groups)):
+            results[index]["ci95"] = interval
+    return results
 
 
 def compare(first_runs, second_runs, metric):
-    """Compare two models run on the same seeds.
-
-    Args:
-        first_runs, second_runs (dict): seed -> per-user arrays (``users`` and ``metric``).
-        metric (str): e.g. ``"ndcg@10"``.
-
-    Returns:
-        dict: ``mean_difference`` (first - second, pooled over users and seeds), ``ci95``, ``p_value`` (paired
-        t-test), ``seeds`` and ``ratios`` (first / second mean per seed), or None without a common seed.
-    """
-    seeds = sorted(set(first_runs) & set(second_runs))
-    if not seeds:
-        return None
-    differences = [aligned_differences(first_runs[s], second_runs[s], metric) for s in seeds]
-    first = np.concatenate([first_runs[s][metric] for s in seeds]).astype(np.float64)
-    second = np.concatenate([second_runs[s][metric] for s in seeds]).astype(np.float64)
-    ratios = [float(first_runs[s][metric].mean() / max(second_runs[s][metric].mean(), 1e-12)) for s in seeds]
-    return {
-        "metric": metric,
-        "mean_difference": float(np.concatenate(differences).mean()),
-        "ci95": stratified_bootstrap_ci(differences),
-        "p_value": float(stats.ttest_rel(first, second).pvalue),
-        "seeds": seeds,
-        "ratios": ratios,
-    }
+    """``compare_all`` for one request."""
+    return compare_all([(first_runs, second_runs, metric)])[0]

@@ -2,7 +2,7 @@
 
 import statistics
 
-from paired import compare
+from paired import compare_all
 from per_user import load_per_user
 
 REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
@@ -45,22 +45,22 @@ def paired_comparisons(records, folder):
         per_user = load_per_user(folder, record)
         if per_user is not None:
             runs.setdefault(record["model"], {})[record["seed"]] = per_user
-    comparisons = []
+    pairs = []
     for model in sorted(runs):
         if not model.startswith("DUET-"):
             continue
         backbone = model[len("DUET-") :]
-        for other in (pattern.format(backbone=backbone) for pattern in COMPARATORS):
-            for metric in PAIRED_METRICS:
-                result = compare(runs[model], runs.get(other, {}), metric)
-                if result is not None:
-                    comparisons.append({"first": model, "second": other, **result})
-    return comparisons
+        pairs += [(model, pattern.format(backbone=backbone), metric) for pattern in COMPARATORS for metric in PAIRED_METRICS]
+    results = compare_all([(runs[first], runs.get(second, {}), metric) for first, second, metric in pairs])
+    return [
+        {"first": first, "second": second, **result}
+        for (first, second, _), result in zip(pairs, results)
+        if result is not None
+    ]
 
 
-def paired_lines(records, folder):
-    """The markdown section of paired comparisons (empty when no record kept per-user metrics)."""
-    comparisons = paired_comparisons(records, folder)
+def paired_lines(comparisons):
+    """The markdown section of ``paired_comparisons`` (empty when no record kept per-user metrics)."""
     if not comparisons:
         return []
     lines = [
@@ -179,10 +179,11 @@ def ratio_lines(records):
     return lines
 
 
-def write_plots(records, models, folder):
+def write_plots(records, models, folder, comparisons):
     """``metrics.png``: NDCG@10 and Recall@10 with error bars; ``accuracy_vs_time.png``: NDCG@10 against a
     device's adaptation time (log scale), in the spirit of the paper's Fig. 1(d); ``paired_ci.png``: DUET's
-    paired NDCG@10 difference to each comparator with its 95% bootstrap CI (when per-user metrics exist)."""
+    paired NDCG@10 difference to each comparator with its 95% bootstrap CI (``comparisons``, from
+    ``paired_comparisons``: none without per-user metrics)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,7 +219,7 @@ def write_plots(records, models, folder):
     figure.savefig(f"{folder}/accuracy_vs_time.png", dpi=120)
     plt.close(figure)
 
-    comparisons = [c for c in paired_comparisons(records, folder) if c["metric"] == "ndcg@10"]
+    comparisons = [c for c in comparisons if c["metric"] == "ndcg@10"]
     if not comparisons:
         return
     figure, axis = plt.subplots(figsize=(7, 0.5 * len(comparisons) + 1.5))

@@ -59,6 +59,7 @@ from per_user import evaluate_per_user, save_per_user  # noqa: E402
 from report import (  # noqa: E402
     epoch_cap_line,
     machines_line,
+    paired_comparisons,
     paired_lines,
     ratio_lines,
     reported_models,
@@ -333,6 +334,7 @@ def plots_available():
 def write_report(records, args, plots=True):
     reported = selected_records(records)
     models = reported_models(reported, args.models)
+    comparisons = paired_comparisons(reported, args.out)  # the bootstrap is the slow part: once, for text and plot
     table = summary_table(reported, models)
     settings = {**PROTOCOL, **SUITES[args.suite], **args.overrides}
     rates = f" Learning-rate grid (first seed, chosen on valid NDCG@10): {args.lr_grid}." if args.lr_grid else ""
@@ -347,7 +349,7 @@ def write_report(records, args, plots=True):
         "",
         epoch_cap_line(reported),
         "",
-        *paired_lines(reported, args.out),
+        *paired_lines(comparisons),
         "Side-by-side ratios (same seed, same run):",
         "",
         *ratio_lines(reported),
@@ -356,7 +358,7 @@ def write_report(records, args, plots=True):
     with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as file:
         file.write("\n".join(lines))
     if plots:
-        write_plots(reported, models, args.out)
+        write_plots(reported, models, args.out, comparisons)
     print(table)
 
 

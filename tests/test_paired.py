@@ -9,7 +9,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
-from paired import compare, stratified_bootstrap_ci  # noqa: E402
+from paired import compare, compare_all, stratified_bootstrap_ci  # noqa: E402
 from report import selected_records  # noqa: E402
 
 
@@ -165,3 +165,22 @@ def test_ablation_variants_may_name_another_model_of_their_folder(tmp_path):
     for bad in ["duet", f"={folder}", f"duet=@{folder}", "duet=GRU4Rec@", f"duet={tmp_path / 'missing'}"]:
         with pytest.raises(SystemExit, match="--variants: '"):
             parse_variants([bad], "DUET-GRU4Rec")
+
+
+def test_comparisons_bootstrapped_together_get_the_intervals_they_get_alone():
+    """The report bootstraps every comparison over the same users in one pass: batching must not move a CI."""
+    rng = np.random.default_rng(1)
+
+    def runs(seeds, n_users):
+        return {s: {"users": np.arange(n_users), "ndcg@10": rng.random(n_users), "recall@10": rng.random(n_users)} for s in seeds}
+
+    duet, base, layers = runs([1, 2], 50), runs([1, 2], 50), runs([1], 50)
+    requests = [(duet, base, "ndcg@10"), (duet, layers, "ndcg@10"), (duet, base, "recall@10"), (duet, runs([3], 50), "ndcg@10")]
+    together = compare_all(requests)
+    assert together[3] is None  # no common seed
+    for request, batched in zip(requests[:3], together):
+        alone = compare(*request)
+        assert batched["ci95"] == pytest.approx(alone["ci95"], abs=1e-12)  # same counts; only the sums' rounding
+        assert batched["mean_difference"] == alone["mean_difference"]
+    assert together[0]["ci95"] != together[2]["ci95"]  # each column is its own comparison
+    assert together[1]["seeds"] == [1]
