@@ -1,0 +1,87 @@
+"""benchmarks/by_history.py: paired comparisons split by the length of each test user's history."""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import write_atomic_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+
+from by_history import split_comparisons, strata  # noqa: E402
+
+
+def runs(users, per_seed):
+    return {seed: {"users": np.array(users), "ndcg@10": np.array(values, dtype=np.float32)} for seed, values in per_seed.items()}
+
+
+def test_strata_are_named_by_the_history_lengths_they_hold():
+    assert [name for name, _, _ in strata([5, 10])] == ["1-5", "6-10", "> 10"]
+    assert [name for name, _, _ in strata([10])] == ["1-10", "> 10"]
+
+
+def test_each_stratum_compares_only_its_users_over_the_shared_seeds():
+    lengths = np.array([-1, 3, 12, 7, 15])  # internal user 0 is RecBole's padding
+    first = runs([1, 2, 3, 4], {1: [1.0, 0.0, 0.5, 1.0], 2: [0.0, 1.0, 0.0, 0.0], 3: [1.0, 1.0, 1.0, 1.0]})
+    second = runs([1, 2, 3, 4], {1: [0.0, 0.0, 0.5, 0.5], 2: [0.0, 0.0, 0.5, 0.0]})
+    (rows,) = split_comparisons([(first, second)], lengths, [10], metrics=["ndcg@10"])
+    short, long = rows
+    # 1-10: users 1 and 3 (lengths 3, 7); seeds 1 and 2 (seed 3 has no partner)
+    assert short["stratum"] == "1-10" and short["users"] == 2 and short["seeds"] == [1, 2]
+    assert short["first"] == pytest.approx((1.0 + 0.5 + 0.0 + 0.0) / 4) and short["second"] == pytest.approx(1.0 / 4)
+    assert short["mean_difference"] == pytest.approx(0.125)
+    # > 10: users 2 and 4: differences 0, 0.5 (seed 1) and 1, 0 (seed 2)
+    assert long["stratum"] == "> 10" and long["users"] == 2
+    assert long["mean_difference"] == pytest.approx(1.5 / 4) and long["first"] == pytest.approx(0.5)
+    low, high = long["ci95"]
+    assert 0.0 <= low <= long["mean_difference"] <= high <= 1.0
+
+
+def test_an_empty_stratum_gets_no_row():
+    lengths = np.array([-1, 3, 4])
+    first = runs([1, 2], {1: [1.0, 0.0]})
+    (rows,) = split_comparisons([(first, first)], lengths, [10], metrics=["ndcg@10"])
+    assert [row["stratum"] for row in rows] == ["1-10"]
+
+
+def test_the_script_splits_a_suite_folder_by_the_histories_in_the_dataset(tmp_path):
+    data = write_atomic_dataset(str(tmp_path / "data"))
+    with open(os.path.join(data, "tiny", "tiny.inter"), encoding="utf-8") as file:
+        counts = collections.Counter(line.split("\t")[0] for line in file.read().splitlines()[1:])
+    # RecBole numbers users in order of first appearance: u1 -> 1, ...
+    lengths = {int(token[1:]): count - 1 for token, count in counts.items()}
+    users = np.arange(1, len(lengths) + 1)
+    folder = tmp_path / "suite"
+    (folder / "per_user").mkdir(parents=True)
+    records = []
+    for model, offset in (("DUET-SASRec", 0.1), ("SASRec", 0.0)):
+        # DUET better by 0.1 on every user with a history longer than 9 items, level elsewhere
+        values = np.array([0.5 + offset * (lengths[u] > 9) for u in users], dtype=np.float32)
+        np.savez_compressed(folder / "per_user" / f"{model}.npz", users=users, **{"ndcg@10": values, "recall@10": values})
+        config = {"load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "realtime_window": 9}
+        records.append(
+            {"dataset": "tiny", "model": model, "backbone": "SASRec", "seed": 2020, "learning_rate": None}
+            | {"config": config, "valid": {"ndcg@10": 0.1}, "per_user_file": f"per_user/{model}.npz"}
+        )
+    (folder / "results.json").write_text(json.dumps(records))
+    out = tmp_path / "by-history.json"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "by_history.py"), "--folder", str(folder)]
+    command += ["--data-path", data, "--pairs", "DUET-SASRec:SASRec", "--out", str(out)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["edges"] == [9]  # the records' window
+    rows = {(row["stratum"], row["metric"]): row for row in summary["comparisons"][0]["rows"]}
+    assert rows["1-9", "ndcg@10"]["users"] == sum(length <= 9 for length in lengths.values())
+    assert rows["> 9", "ndcg@10"]["users"] == sum(length > 9 for length in lengths.values())
+    assert rows["1-9", "ndcg@10"]["mean_difference"] == pytest.approx(0.0)
+    assert rows["> 9", "recall@10"]["mean_difference"] == pytest.approx(0.1)
+    assert "| DUET-SASRec | SASRec | > 9 | " in completed.stdout
+
+    completed = subprocess.run(command[:-4] + ["--pairs", "DUET-SASRec:GRU4Rec", "--out", str(out)], capture_output=True, text=True)
+    assert completed.returncode != 0 and "no per-user results of 'GRU4Rec'" in completed.stderr
