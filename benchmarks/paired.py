@@ -3,7 +3,8 @@
 For each seed both models ranked the same users (same data, same split), so the per-user differences are
 paired. Pooled over seeds, the mean difference is bootstrapped by resampling users *within* each seed (the
 seeds are strata: a resample keeps every seed's user count). scipy's ``bootstrap`` has no strata, so the
-resampling is done here with multinomial counts; the paired t-test is scipy's ``ttest_rel``.
+resampling is done here with multinomial counts, drawn once for all the comparisons of a report over the same
+users (``compare_all``); the paired t-test is scipy's ``ttest_rel``.
 """
 
 import numpy as np
