@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from paired import compare_all  # noqa: E402
-from per_user import load_per_user  # noqa: E402
+from per_user import per_user_runs  # noqa: E402
 from report import selected_records  # noqa: E402
 
 METRICS = ["ndcg@10", "recall@10"]
@@ -127,10 +127,8 @@ def main():
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     with open(os.path.join(args.folder, "results.json"), encoding="utf-8") as file:
-        records = [r for r in selected_records(json.load(file)) if r.get("per_user_file")]
-    runs = {}
-    for record in records:
-        runs.setdefault(record["model"], {})[record["seed"]] = load_per_user(args.folder, record)
+        records = selected_records(json.load(file))
+    runs = per_user_runs(records, args.folder)
     pairs = parse_pairs(args.pairs, runs)
     edges = sorted(args.edges or [records[0]["config"].get("realtime_window", DEFAULT_WINDOW)])
     lengths = history_lengths(records[0], args.data_path)

@@ -43,12 +43,6 @@ def stratified_bootstrap_cis(groups, confidence=0.95, n_resamples=N_RESAMPLES, s
     return [(float(low), float(high)) for low, high in zip(lows, highs)]
 
 
-def stratified_bootstrap_ci(groups, confidence=0.95, n_resamples=N_RESAMPLES, seed=0):
-    """Percentile CI of the pooled mean of ``groups`` (1-D arrays), resampling within each group."""
-    columns = [np.asarray(group, dtype=np.float64)[:, None] for group in groups]
-    return stratified_bootstrap_cis(columns, confidence, n_resamples, seed)[0]
-
-
 def compare_all(requests):
     """Compare pairs of models run on the same seeds, bootstrapping together the requests over the same users.
 

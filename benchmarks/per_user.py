@@ -64,3 +64,13 @@ def load_per_user(folder, record):
         return None
     with np.load(os.path.join(folder, relative), allow_pickle=False) as arrays:
         return {key: arrays[key] for key in arrays.files}
+
+
+def per_user_runs(records, folder):
+    """``model -> seed -> per-user arrays`` of the harness records in ``folder`` (records without are skipped)."""
+    runs = {}
+    for record in records:
+        per_user = load_per_user(folder, record)
+        if per_user is not None:
+            runs.setdefault(record["model"], {})[record["seed"]] = per_user
+    return runs

@@ -3,7 +3,7 @@
 import statistics
 
 from paired import compare_all
-from per_user import load_per_user
+from per_user import per_user_runs
 
 REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
 
@@ -40,11 +40,7 @@ def selected_records(records):
 
 def paired_comparisons(records, folder):
     """DUET-X against each comparator of X, per metric, from the per-user files (records without are skipped)."""
-    runs = {}
-    for record in records:
-        per_user = load_per_user(folder, record)
-        if per_user is not None:
-            runs.setdefault(record["model"], {})[record["seed"]] = per_user
+    runs = per_user_runs(records, folder)
     pairs = []
     for model in sorted(runs):
         if not model.startswith("DUET-"):

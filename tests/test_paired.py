@@ -9,7 +9,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
-from paired import compare, compare_all, stratified_bootstrap_ci  # noqa: E402
+from paired import compare, compare_all, stratified_bootstrap_cis  # noqa: E402
 from report import selected_records  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def test_no_common_seed_gives_no_comparison():
 def test_bootstrap_resamples_within_each_seed():
     # Each seed's differences are constant, so every within-seed resample has the same pooled mean: a
     # resampling that mixed users across seeds would spread the CI.
-    low, high = stratified_bootstrap_ci([np.full(10, 1.0), np.full(30, -1.0)], n_resamples=200)
+    ((low, high),) = stratified_bootstrap_cis([np.full((10, 1), 1.0), np.full((30, 1), -1.0)], n_resamples=200)
     assert low == pytest.approx(-0.5) and high == pytest.approx(-0.5)
 
 
@@ -51,8 +51,8 @@ def test_bootstrap_ci_covers_the_mean_and_narrows_with_more_users():
     rng = np.random.default_rng(0)
     small = [rng.normal(0.1, 1.0, 100)]
     large = [rng.normal(0.1, 1.0, 10_000)]
-    small_low, small_high = stratified_bootstrap_ci(small, n_resamples=2000)
-    large_low, large_high = stratified_bootstrap_ci(large, n_resamples=2000)
+    ((small_low, small_high),) = stratified_bootstrap_cis([small[0][:, None]], n_resamples=2000)
+    ((large_low, large_high),) = stratified_bootstrap_cis([large[0][:, None]], n_resamples=2000)
     assert small_low < small[0].mean() < small_high and large_low < large[0].mean() < large_high
     assert large_high - large_low < (small_high - small_low) / 5
     # the normal approximation of the mean's 95% interval, for a sanity check of the width
