@@ -13,7 +13,7 @@ from conftest import write_atomic_dataset
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
-from by_history import split_comparisons, strata  # noqa: E402
+from by_history import parse_pairs, split_comparisons, strata  # noqa: E402
 
 
 def runs(users, per_seed):
@@ -85,3 +85,8 @@ def test_the_script_splits_a_suite_folder_by_the_histories_in_the_dataset(tmp_pa
 
     completed = subprocess.run(command[:-4] + ["--pairs", "DUET-SASRec:GRU4Rec", "--out", str(out)], capture_output=True, text=True)
     assert completed.returncode != 0 and "no per-user results of 'GRU4Rec'" in completed.stderr
+
+
+def test_a_pair_without_a_colon_is_refused_by_name():
+    with pytest.raises(SystemExit, match="--pairs: 'DUET-SASRec' is not FIRST:SECOND"):
+        parse_pairs(["DUET-SASRec"], {"DUET-SASRec": {}})
