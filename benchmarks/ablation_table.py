@@ -8,7 +8,7 @@
 Each folder is a ``benchmarks/run.py --out`` (one setting, e.g. ``--config-files benchmarks/ablations/X.yaml``).
 A variant may name another model of its folder, ``NAME=MODEL@FOLDER`` (e.g. ``gru4rec=GRU4Rec@<suite folder>``),
 to compare models trained under the same protocol in different folders.
-Per variant: seeds, mean valid and test NDCG@10, and against the reference variant, over the seeds both have,
+Per variant: seeds, mean valid and test NDCG@10 (or ``--metric``), and against the reference variant, over the seeds both have,
 the mean valid difference (the number that chooses a default: validation, never test), how many seeds
 validation prefers the variant on, and the paired test difference with its 95% bootstrap CI over test users.
 Prints a markdown table and writes it as JSON.
@@ -36,23 +36,23 @@ def variant_runs(folder, model):
     return {record["seed"]: record for record in records if record["model"] == model}
 
 
-def variant_row(name, folder, runs, reference_folder, reference_runs):
-    """One table row: the variant's means and, on shared seeds, its differences from the reference."""
+def variant_row(name, folder, runs, reference_folder, reference_runs, metric=METRIC):
+    """One table row: the variant's means of ``metric`` and, on shared seeds, its differences from the reference."""
     row = {
         "variant": name,
         "seeds": sorted(runs),
-        "valid": statistics.mean(r["valid"][METRIC] for r in runs.values()),
-        "test": statistics.mean(r["test"][METRIC] for r in runs.values()),
+        "valid": statistics.mean(r["valid"][metric] for r in runs.values()),
+        "test": statistics.mean(r["test"][metric] for r in runs.values()),
         "epochs": statistics.mean(r["epochs"] for r in runs.values()),
     }
     shared = sorted(set(runs) & set(reference_runs))
     if name == reference_folder[0] or not shared:
         return row
-    valid_differences = [runs[s]["valid"][METRIC] - reference_runs[s]["valid"][METRIC] for s in shared]
+    valid_differences = [runs[s]["valid"][metric] - reference_runs[s]["valid"][metric] for s in shared]
     paired = compare(
         {s: load_per_user(folder, runs[s]) for s in shared},
         {s: load_per_user(reference_folder[1], reference_runs[s]) for s in shared},
-        METRIC,
+        metric,
     )
     row.update(
         shared_seeds=shared,
@@ -65,11 +65,11 @@ def variant_row(name, folder, runs, reference_folder, reference_runs):
     return row
 
 
-def markdown(rows, model, reference):
+def markdown(rows, model, reference, metric=METRIC):
     lines = [
         f"{model}, differences against `{reference}` over shared seeds (test: paired, 95% bootstrap CI over users):",
         "",
-        "| variant | seeds | valid NDCG@10 | test NDCG@10 | epochs | valid diff. (seeds won) | test diff. [95% CI], p |",
+        f"| variant | seeds | valid {metric} | test {metric} | epochs | valid diff. (seeds won) | test diff. [95% CI], p |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -106,6 +106,7 @@ def main():
     parser.add_argument("--model", required=True, help="the harness model name, e.g. DUET-GRU4Rec")
     parser.add_argument("--variants", nargs="+", required=True, help="NAME=FOLDER or NAME=MODEL@FOLDER, one per setting")
     parser.add_argument("--reference", required=True, help="the variant the others are compared with")
+    parser.add_argument("--metric", default=METRIC, help="the metric compared, on valid and test (default: %(default)s)")
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args()
     variants = parse_variants(args.variants, args.model)
@@ -118,12 +119,13 @@ def main():
             raise SystemExit(f"--variants: no {model} record in '{folder}' ({name})")
     folders = {name: folder for name, (folder, _) in variants.items()}
     reference = (args.reference, folders[args.reference])
-    rows = [variant_row(name, folders[name], runs[name], reference, runs[args.reference]) for name in variants]
+    rows = [variant_row(name, folders[name], runs[name], reference, runs[args.reference], args.metric) for name in variants]
     models = {name: model for name, (_, model) in variants.items()}
     with open(args.out, "w", encoding="utf-8") as file:
-        summary = {"model": args.model, "reference": args.reference, "variants": folders, "models": models, "rows": rows}
+        summary = {"model": args.model, "metric": args.metric, "reference": args.reference, "variants": folders}
+        summary.update(models=models, rows=rows)
         json.dump(summary, file, indent=2)
-    print(markdown(rows, args.model, args.reference))
+    print(markdown(rows, args.model, args.reference, args.metric))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from paired import compare, compare_all, stratified_bootstrap_cis  # noqa: E402
 from report import selected_records  # noqa: E402
 
 
-def run(users, values):
-    return {"users": np.array(users), "ndcg@10": np.array(values, dtype=np.float32)}
+def run(users, values, metric="ndcg@10"):
+    return {"users": np.array(users), metric: np.array(values, dtype=np.float32)}
 
 
 def test_compare_pools_paired_differences_over_seeds():
@@ -122,7 +122,7 @@ def test_a_family_member_added_later_is_the_only_one_recorded_again():
     ]
 
 
-def write_variant(folder, valid_by_seed, per_user_by_seed):
+def write_variant(folder, valid_by_seed, per_user_by_seed, metric="ndcg@10"):
     """A harness folder holding one DUET-GRU4Rec record per seed and its per-user test file."""
     import json
 
@@ -130,28 +130,31 @@ def write_variant(folder, valid_by_seed, per_user_by_seed):
     records = []
     for seed, valid in valid_by_seed.items():
         users, values = per_user_by_seed[seed]
-        np.savez_compressed(folder / "per_user" / f"{seed}.npz", **run(users, values))
+        np.savez_compressed(folder / "per_user" / f"{seed}.npz", **run(users, values, metric))
         test = float(np.mean(values))
         record = {"dataset": "d", "model": "DUET-GRU4Rec", "seed": seed, "learning_rate": 0.003, "epochs": 4}
-        record.update(valid={"ndcg@10": valid}, test={"ndcg@10": test}, per_user_file=f"per_user/{seed}.npz")
+        record.update(valid={metric: valid}, test={metric: test}, per_user_file=f"per_user/{seed}.npz")
         records.append(record)
     (folder / "results.json").write_text(json.dumps(records))
     return str(folder)
 
 
-def test_ablation_table_compares_each_variant_with_the_reference_on_shared_seeds(tmp_path):
-    from ablation_table import variant_row, variant_runs
+@pytest.mark.parametrize("metric", ["ndcg@10", "recall@10"])
+def test_ablation_table_compares_each_variant_with_the_reference_on_shared_seeds(tmp_path, metric):
+    from ablation_table import markdown, variant_row, variant_runs
 
-    reference = write_variant(tmp_path / "ref", {1: 0.30, 2: 0.40}, {1: ([1, 2], [0.5, 0.0]), 2: ([1, 2], [1.0, 0.0])})
+    reference_users = {1: ([1, 2], [0.5, 0.0]), 2: ([1, 2], [1.0, 0.0])}
+    reference = write_variant(tmp_path / "ref", {1: 0.30, 2: 0.40}, reference_users, metric)
     other_users = {1: ([1, 2], [1.0, 0.0]), 2: ([1, 2], [1.0, 0.5]), 3: ([1, 2], [1.0, 1.0])}
-    other = write_variant(tmp_path / "other", {1: 0.35, 2: 0.38, 3: 0.9}, other_users)
+    other = write_variant(tmp_path / "other", {1: 0.35, 2: 0.38, 3: 0.9}, other_users, metric)
     reference_runs = variant_runs(reference, "DUET-GRU4Rec")
-    row = variant_row("other", other, variant_runs(other, "DUET-GRU4Rec"), ("ref", reference), reference_runs)
+    row = variant_row("other", other, variant_runs(other, "DUET-GRU4Rec"), ("ref", reference), reference_runs, metric)
+    assert f"| valid {metric} | test {metric} |" in markdown([row], "DUET-GRU4Rec", "ref", metric)
     assert row["seeds"] == [1, 2, 3] and row["shared_seeds"] == [1, 2]
     assert row["valid"] == pytest.approx((0.35 + 0.38 + 0.9) / 3)
     assert row["valid_difference"] == pytest.approx((0.05 - 0.02) / 2) and row["valid_wins"] == 1
     assert row["test_difference"] == pytest.approx((0.5 + 0.0 + 0.0 + 0.5) / 4)  # seed 3 has no partner
-    assert "valid_difference" not in variant_row("ref", reference, reference_runs, ("ref", reference), reference_runs)
+    assert "valid_difference" not in variant_row("ref", reference, reference_runs, ("ref", reference), reference_runs, metric)
 
 
 def test_ablation_variants_may_name_another_model_of_their_folder(tmp_path):
