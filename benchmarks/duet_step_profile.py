@@ -64,8 +64,10 @@ def main():
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     # umn_weight 1 (the default, pinned here): the whole step includes the UMN's pass, so every part DUET can add
-    # is itemised (at 0 that pass is skipped).
-    settings = {"backbone": args.backbone, "generator_input": args.generator_input, "MAX_ITEM_LIST_LENGTH": 20, "umn_weight": 1.0}
+    # is itemised (at 0 that pass is skipped). ppg_scope 'all' (pinned; SASRec's default is 'generator'): L_ppg's
+    # backward runs through the backbone, the costlier step, as in the committed profiles.
+    settings = {"backbone": args.backbone, "generator_input": args.generator_input, "MAX_ITEM_LIST_LENGTH": 20}
+    settings.update(umn_weight=1.0, ppg_scope="all")
     settings.update(train_batch_size=2048, state="WARNING", seed=2020)
     config = Config(model="DUET", dataset="ml-100k", config_dict=settings)
     _, (train_data, _, _), model = prepare_experiment(config)

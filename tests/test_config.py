@@ -40,6 +40,25 @@ def test_backbone_yaml_is_layered_under_duet_and_user_keys(run_dir, backbone, ex
     assert config["umn_weight"] == 1.0 and config["realtime_window"] == 10  # DUET.yaml is loaded wherever the run is
 
 
+@pytest.mark.parametrize("backbone, ppg_scope", [("SASRec", "generator"), ("GRU4Rec", "all"), ("DIN", "all")])
+def test_a_backbone_gets_the_duet_defaults_its_validation_chose(run_dir, backbone, ppg_scope):
+    """DUET-SASRec.yaml is layered over DUET.yaml for SASRec only; the other keys stay DUET.yaml's."""
+    config = Config(model="DUET", config_dict={"backbone": backbone})
+    assert config["ppg_scope"] == ppg_scope
+    assert config["umn_weight"] == 1.0 and config["generator_rank"] == 8
+
+
+def test_the_users_value_wins_over_the_backbones_duet_default(run_dir):
+    config = Config(model="DUET", config_dict={"ppg_scope": "all"})
+    assert config["backbone"] == "SASRec" and config["ppg_scope"] == "all"
+
+
+def test_switching_off_the_umn_with_sasrec_asks_for_ppg_scope_all(run_dir):
+    with pytest.raises(ConfigError, match="'ppg_scope': expected 'all' with umn_weight 0.*SASRec's default"):
+        Config(model="DUET", config_dict={"umn_weight": 0.0})
+    assert Config(model="DUET", config_dict={"umn_weight": 0.0, "ppg_scope": "all"})["umn_weight"] == 0.0
+
+
 def test_bpr_keeps_training_negatives(run_dir):
     config = Config(model="DUET", config_dict={"loss_type": "BPR"})
     assert config["train_neg_sample_args"]["sample_num"] == 1

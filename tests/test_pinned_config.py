@@ -76,7 +76,7 @@ def test_a_generator_only_ppg_needs_the_umn_loss_to_train_the_backbone():
     assert error.key == "ppg_scope"
     assert str(error) == (
         "Invalid value 'generator' for config key 'ppg_scope': expected 'all' with umn_weight 0 (nothing would train "
-        "the backbone)."
+        "the backbone; SASRec's default is 'generator')."
     )
     validate_duet_settings({**settings, "umn_weight": 1e-9})
 

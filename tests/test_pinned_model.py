@@ -89,7 +89,7 @@ def test_residual_dynamic_layers_apply_the_activation_inside_every_layer_but_the
 
 @pytest.mark.parametrize("settings", ["tiny_config_dict", "din_config_dict"], ids=["sasrec", "din"])
 def test_umn_weight_scales_the_second_loss_exactly(request, settings):
-    config_dict = {**request.getfixturevalue(settings), "dropout_prob": 0.0}
+    config_dict = {**request.getfixturevalue(settings), "dropout_prob": 0.0, "ppg_scope": "all"}  # L_ppg trains all
     losses = {}
     for weight in (0.0, 0.5, 1.0):
         _, loaders, model = build_pipeline({**config_dict, "umn_weight": weight})
@@ -111,7 +111,7 @@ def global_layer_gradients(model, loss):
 
 def test_umn_weight_zero_leaves_the_global_layers_to_l_ppg(tiny_config_dict):
     for weight, umn_reaches_them in ((0.0, False), (1.0, True)):
-        _, loaders, model = build_pipeline({**tiny_config_dict, "umn_weight": weight})
+        _, loaders, model = build_pipeline({**tiny_config_dict, "umn_weight": weight, "ppg_scope": "all"})
         model.eval()
         loss_ppg, loss_umn = model.calculate_loss(first_batch(loaders))
         total, ppg_alone = global_layer_gradients(model, loss_ppg + loss_umn), global_layer_gradients(model, loss_ppg)
@@ -122,7 +122,7 @@ def test_umn_weight_zero_leaves_the_global_layers_to_l_ppg(tiny_config_dict):
 def test_umn_weight_zero_skips_the_umns_scoring_pass(tiny_config_dict, monkeypatch):
     """The term would be multiplied by zero: its full-catalogue pass is not computed at all (issue 8, speed)."""
     for weight, passes in ((0.0, 1), (1.0, 2)):
-        _, loaders, model = build_pipeline({**tiny_config_dict, "umn_weight": weight})
+        _, loaders, model = build_pipeline({**tiny_config_dict, "umn_weight": weight, "ppg_scope": "all"})
         scored = []
         full_sort = model.scoring.full_sort
         monkeypatch.setattr(model.scoring, "full_sort", lambda *args: scored.append(1) or full_sort(*args))

@@ -91,7 +91,8 @@ def validate_duet_settings(settings):
     if settings["freeze_backbone"] and settings["backbone_checkpoint"] is None:
         raise ConfigError("freeze_backbone", True, "false unless backbone_checkpoint names a trained backbone")
     if settings["ppg_scope"] == "generator" and settings["umn_weight"] == 0:
-        raise ConfigError("ppg_scope", "generator", "'all' with umn_weight 0 (nothing would train the backbone)")
+        expected = "'all' with umn_weight 0 (nothing would train the backbone; SASRec's default is 'generator')"
+        raise ConfigError("ppg_scope", "generator", expected)
     if settings["ppg_scope"] == "generator" and settings["backbone"] == "DIN":
         raise ConfigError("ppg_scope", "generator", "'all' with backbone DIN (next-item backbones only)")
     if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
