@@ -8,8 +8,8 @@
 Each folder is a ``benchmarks/run.py --out`` (one setting, e.g. ``--config-files benchmarks/ablations/X.yaml``).
 A variant may name another model of its folder, ``NAME=MODEL@FOLDER`` (e.g. ``gru4rec=GRU4Rec@<suite folder>``),
 to compare models trained under the same protocol in different folders.
-Per variant: seeds, mean valid and test NDCG@10 (or ``--metric``), and against the reference variant, over the seeds both have,
-the mean valid difference (the number that chooses a default: validation, never test), how many seeds
+Per variant: seeds, mean valid and test NDCG@10 (or ``--metric``), and against the reference variant, over the
+seeds both have, the mean valid difference (the number that chooses a default: validation, never test), how many seeds
 validation prefers the variant on, and the paired test difference with its 95% bootstrap CI over test users.
 Prints a markdown table and writes it as JSON.
 """
