@@ -4,8 +4,9 @@ What it adds to ``recbole.config.Config``:
 
 * ``model: DUET`` resolves to the DUET class for the chosen backbone (:func:`recbole_duet.model.duet_class`);
   any other name is looked up in RecBole.
-* DUET's defaults come from ``properties/model/DUET.yaml`` (and, for a backbone whose validation chose other
-  values, ``DUET-<backbone>.yaml`` over it) layered over the chosen backbone's own RecBole
+* DUET's defaults come from ``properties/model/DUET.yaml`` (and, where the plugin ships one for the chosen
+  backbone, ``DUET-<backbone>.yaml`` over it: the keys that backbone's validation chose otherwise) layered over
+  the chosen backbone's own RecBole
   yaml, so ``--backbone=GRU4Rec`` gets GRU4Rec's hyper-parameters unless the user overrides them;
   ``backbone: DIN`` also gets the evaluation protocol RecBole gives DIN (uni100, AUC and LogLoss).
 * DUET keys are checked before any data is read (:func:`validate_duet_settings`).
@@ -43,9 +44,6 @@ DEFAULT_MODEL = "DUET"
 DEFAULT_DATASET = "ml-100k"
 # RecBole loads these quick-start files for a model named DIN; DUET(DIN) gets the same protocol.
 DIN_QUICK_START = ("sequential_DIN.yaml", "sequential_DIN_on_{dataset}.yaml")
-# Backbones whose DUET defaults differ from DUET.yaml's (chosen on validation, docs/BENCHMARKS.md): the file's keys
-# are layered over DUET.yaml, under the user's.
-BACKBONE_DEFAULTS = {"SASRec": "DUET-SASRec.yaml"}
 # Keys the plugin adds for every model (RecBole's or DUET), below every yaml and command-line value.
 PLUGIN_DEFAULTS = {"detect_anomaly": False}
 
@@ -95,13 +93,17 @@ class Config(RecBoleConfig):
         if model == DEFAULT_MODEL or (isinstance(model, type) and issubclass(model, DUETBase)):
             self.duet_defaults = self._read_properties("DUET.yaml")
             backbone = self.external_config_dict.get("backbone", self.duet_defaults["backbone"])
-            if backbone in BACKBONE_DEFAULTS:
-                self.duet_defaults.update(self._read_properties(BACKBONE_DEFAULTS[backbone]))
+            if os.path.isfile(self._properties_path(f"DUET-{backbone}.yaml")):  # under the user's keys, as DUET.yaml
+                self.duet_defaults.update(self._read_properties(f"DUET-{backbone}.yaml"))
             return DEFAULT_MODEL, duet_class(backbone), dataset
         return super()._get_model_and_dataset(get_model(model) if isinstance(model, str) else model, dataset)
 
+    @staticmethod
+    def _properties_path(name):
+        return os.path.join(properties_dir(), "model", name)
+
     def _read_properties(self, name):
-        with open(os.path.join(properties_dir(), "model", name), "r", encoding="utf-8") as file:
+        with open(self._properties_path(name), "r", encoding="utf-8") as file:
             return yaml.load(file.read(), Loader=self.yaml_loader)
 
     def _load_yaml_if_present(self, *parts):
