@@ -192,6 +192,8 @@ class Harness:
             "test_ms_per_user": 1000 * test_seconds / len(per_user["users"]),
             "machine": machine_description(run["trainer"].device),
             "stopped_early": run["epochs"] < config_dict["epochs"],
+            # the early-stopping metric after each epoch, as the training saw it (a Base record's is DUET's)
+            "training_valid_curve": run["valid_curve"],
             "per_user_file": save_per_user(self.args.out, self.label(name, seed, lr), per_user),
         }
 

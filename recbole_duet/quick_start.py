@@ -157,8 +157,9 @@ def run_experiment(config, saved=True, state_file=None):
     Returns:
         dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the best model),
         ``data`` (train, valid and test loaders), ``fit_seconds`` (training plus per-epoch validation, earlier
-        sessions' included), ``resumed_seconds`` (the part of it spent before this call) and ``epochs``
-        (epochs trained).
+        sessions' included), ``resumed_seconds`` (the part of it spent before this call), ``epochs``
+        (epochs trained) and ``valid_curve`` (``valid_metric`` after each epoch; None where an epoch was not
+        validated, or was validated before a resume from a state file that did not keep the scores).
     """
     if state_file is not None and not saved:
         raise ValueError("run_experiment: a state_file needs saved=True (a resumed training tests its best checkpoint)")
@@ -176,15 +177,18 @@ def run_experiment(config, saved=True, state_file=None):
     if state_file is not None and not keeps_training_state(trainer):
         logger.warning(f"{type(trainer).__name__} has its own training loop: no per-epoch training state is kept")
         state_file = None
-    resumed_seconds = 0.0
+    resumed_seconds, valid_scores = 0.0, {}
     if state_file is not None and os.path.isfile(state_file):
-        resumed_seconds = resume_training_state(trainer, train_data, state_file)
+        resumed_seconds, valid_scores = resume_training_state(trainer, train_data, state_file)
         logger.info(f"Resuming from training state '{state_file}' after epoch {trainer.start_epoch - 1}")
     fit_start = time.perf_counter()
 
-    def save_state(epoch, _valid_score):
-        seconds = resumed_seconds + time.perf_counter() - fit_start
-        save_training_state(trainer, train_data, state_file, epoch, seconds)
+    def after_validation(epoch, valid_score):
+        """Keep every validated epoch's score (RecBole keeps the best one only) and, with a state file, the state."""
+        valid_scores[epoch] = float(valid_score)
+        if state_file is not None:
+            seconds = resumed_seconds + time.perf_counter() - fit_start
+            save_training_state(trainer, train_data, state_file, epoch, seconds, valid_scores)
 
     if state_file is not None and training_finished(trainer):
         trainer.eval_collector.data_collect(train_data)  # what fit does first, for metrics that count training items
@@ -195,7 +199,7 @@ def run_experiment(config, saved=True, state_file=None):
             valid_data,
             saved=saved,
             show_progress=config["show_progress"],
-            callback_fn=None if state_file is None else save_state,
+            callback_fn=after_validation,
         )
     fit_seconds = resumed_seconds + time.perf_counter() - fit_start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
@@ -218,4 +222,5 @@ def run_experiment(config, saved=True, state_file=None):
         "fit_seconds": fit_seconds,
         "resumed_seconds": resumed_seconds,
         "epochs": len(trainer.train_loss_dict),
+        "valid_curve": [valid_scores.get(epoch) for epoch in range(len(trainer.train_loss_dict))],
     }

@@ -3,10 +3,10 @@
 RecBole checkpoints only its best model, which is not where a stopped training should go on from, and leaves
 out what a resumed run needs to continue as if it had never stopped. A *training-state file* holds the last
 validated epoch's model and optimizer, the early-stopping counters, the best validation result, every epoch's
-loss, the seconds spent so far and the random streams (torch's, the training loader's shuffling generator,
-numpy's and Python's), plus the path of the trainer's best-model checkpoint. Resumed from it, a training sees
-the same batches and dropout masks as the uninterrupted one would have. It is written atomically in the safe
-checkpoint format (:mod:`recbole_duet.checkpoint`), by rank 0 only.
+loss and validation score, the seconds spent so far and the random streams (torch's, the training loader's
+shuffling generator, numpy's and Python's), plus the path of the trainer's best-model checkpoint. Resumed from it,
+a training sees the same batches and dropout masks as the uninterrupted one would have. It is written atomically
+in the safe checkpoint format (:mod:`recbole_duet.checkpoint`), by rank 0 only.
 """
 
 import os
@@ -46,8 +46,9 @@ def keeps_training_state(trainer):
     return isinstance(trainer, Trainer) and type(trainer).fit is Trainer.fit
 
 
-def save_training_state(trainer, train_data, path, epoch, elapsed_seconds):
-    """Write the state after validated epoch ``epoch`` (RecBole's ``fit`` callback runs after its bookkeeping)."""
+def save_training_state(trainer, train_data, path, epoch, elapsed_seconds, valid_scores):
+    """Write the state after validated epoch ``epoch`` (RecBole's ``fit`` callback runs after its bookkeeping);
+    ``valid_scores`` maps each validated epoch to its score, which RecBole keeps only for the best one."""
     if not is_rank_zero(trainer.config):
         return
     state = {
@@ -57,6 +58,7 @@ def save_training_state(trainer, train_data, path, epoch, elapsed_seconds):
         "best_valid_result": None if trainer.best_valid_result is None else plain_metrics(trainer.best_valid_result),
         "best_model_file": os.path.abspath(trainer.saved_model_file),  # a resumed run may start elsewhere
         "train_loss": {int(key): value for key, value in trainer.train_loss_dict.items()},
+        "valid_scores": {int(key): float(value) for key, value in valid_scores.items()},
         "elapsed_seconds": elapsed_seconds,
         "state_dict": trainer.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
@@ -66,7 +68,12 @@ def save_training_state(trainer, train_data, path, epoch, elapsed_seconds):
 
 
 def resume_training_state(trainer, train_data, path):
-    """Put ``trainer`` (fresh, same config) where the state file left it; return the seconds already spent."""
+    """Put ``trainer`` (fresh, same config) where the state file left it.
+
+    Returns:
+        tuple: the seconds already spent and the validated epochs' scores (empty from a state file written before
+        they were kept).
+    """
     state = load_checkpoint(path, map_location=trainer.device)
     trainer.model.load_state_dict(state["state_dict"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -77,7 +84,7 @@ def resume_training_state(trainer, train_data, path):
     trainer.saved_model_file = state["best_model_file"]
     trainer.train_loss_dict = dict(state["train_loss"])
     _restore_random_streams(state["random_streams"], train_data)
-    return state["elapsed_seconds"]
+    return state["elapsed_seconds"], dict(state.get("valid_scores", {}))
 
 
 def training_finished(trainer):

@@ -112,6 +112,9 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
         assert later["learning_rate"] == best and later["config"]["learning_rate"] == best
     for record in records:
         assert record["wall_seconds"] > record["epoch_seconds"] > 0 and record["stopped_early"] is False
+        assert len(record["training_valid_curve"]) == record["epochs"]
+        if record["model"] in ("SASRec", "DUET-SASRec", "Layers-SASRec"):  # the trained model: its own curve's best
+            assert max(record["training_valid_curve"]) == pytest.approx(record["valid"]["ndcg@10"], abs=1e-4)
         with np.load(out / record["per_user_file"]) as per_user:
             assert len(per_user["users"]) == len(set(per_user["users"])) == 30  # every tiny user, once
             for metric in ("ndcg@10", "recall@10"):

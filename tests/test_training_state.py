@@ -1,12 +1,12 @@
 """Per-epoch training state: a training stopped after any epoch and resumed ends exactly where an uninterrupted one
-ends (same weights, losses, best validation result), a finished one is only re-tested, and trainers with their
-own loop are left alone."""
+ends (same weights, losses, validation curve, best validation result), a finished one is only re-tested, and
+trainers with their own loop are left alone."""
 
 import pytest
 import torch
 from recbole.utils import ModelType
 
-from recbole_duet.checkpoint import load_checkpoint
+from recbole_duet.checkpoint import load_checkpoint, save_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.quick_start import run_experiment
 from recbole_duet.trainer import get_trainer
@@ -35,6 +35,18 @@ def test_a_training_resumed_after_each_epoch_ends_like_an_uninterrupted_one(gru_
         assert torch.equal(final["state_dict"][name], value), name
     assert resumed["result"] == straight["result"]  # best valid result and the best checkpoint's test result
     assert resumed["epochs"] == 3 and resumed["resumed_seconds"] > 0
+    assert resumed["valid_curve"] == straight["valid_curve"] and None not in straight["valid_curve"]
+    assert max(straight["valid_curve"]) == straight["result"]["best_valid_score"]
+
+
+def test_a_state_file_from_before_the_scores_were_kept_still_resumes(gru_config, tmp_path):
+    state_file = tmp_path / "state.pth"
+    train(gru_config, state_file, epochs=1)
+    older = load_checkpoint(state_file)
+    del older["valid_scores"]  # what the harness wrote before it kept every epoch's validation score
+    save_checkpoint(older, state_file)
+    resumed = train(gru_config, state_file, epochs=2)
+    assert resumed["epochs"] == 2 and resumed["valid_curve"][0] is None and resumed["valid_curve"][1] > 0
 
 
 def test_a_finished_training_is_only_retested(gru_config, tmp_path):
