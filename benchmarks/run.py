@@ -28,7 +28,9 @@ the chosen rate.
 With ``--backbones-from FOLDER`` (and e.g. ``--config-files benchmarks/frozen-backbone.yaml``) every family
 training starts its backbone from the backbone's own run of the same seed in ``FOLDER`` (the best model each
 plain training keeps in ``<out>/models/``), so DUET and the extra layers are trained on top of the very model
-they are compared with.
+they are compared with. With ``--cloud-from FOLDER`` every DUET training starts from the Layers run of the same
+seed in ``FOLDER`` (its backbone and global layers, kept fixed: ``cloud_checkpoint``) and learns the generator on
+top of it, the paper's order: the cloud model first, with its own early stopping, then the generator.
 
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
@@ -134,7 +136,8 @@ class Harness:
         return os.path.join(self.args.out, "checkpoints", self.label(training_name(job), seed, learning_rate))
 
     def model_file(self, folder, name, seed, learning_rate):
-        """Where a plain training keeps its best model (the start of ``--backbones-from`` families)."""
+        """Where a training (``SASRec``, ``Layers-SASRec``, ...) keeps its best model: the start of
+        ``--backbones-from`` and ``--cloud-from`` families."""
         return os.path.join(folder, "models", f"{self.label(name, seed, learning_rate)}.pth")
 
     def keep_model(self, run, name, seed, learning_rate):
@@ -143,17 +146,17 @@ class Harness:
         shutil.copyfile(run["trainer"].saved_model_file, target + ".tmp")
         os.replace(target + ".tmp", target)
 
-    def trained_backbone(self, backbone, seed):
-        """The best model of ``backbone``'s own run of ``seed`` in ``--backbones-from`` (at its chosen rate)."""
-        folder = self.args.backbones_from
+    def trained_model(self, folder, flag, job, seed):
+        """The best model of ``job``'s run of ``seed`` in ``folder`` (at the rate the folder chose for it)."""
         records = load_records(os.path.join(folder, "results.json"))
+        name = training_name(job)
         try:  # the folder's own rule: the seed's run with the best valid NDCG@10
-            rate = chosen_learning_rate(("plain", backbone, (backbone,)), records, self.args.dataset, seed)
+            rate = chosen_learning_rate(job, records, self.args.dataset, seed)
         except RuntimeError:
-            raise RuntimeError(f"--backbones-from {folder}: no {backbone} run of seed {seed} on {self.args.dataset} there") from None
-        path = self.model_file(folder, backbone, seed, rate)
+            raise RuntimeError(f"{flag} {folder}: no {name} run of seed {seed} on {self.args.dataset} there") from None
+        path = self.model_file(folder, name, seed, rate)
         if not os.path.isfile(path):
-            raise RuntimeError(f"--backbones-from {folder}: {path} is missing (only runs since models were kept have one)")
+            raise RuntimeError(f"{flag} {folder}: {path} is missing (only runs since models were kept have one)")
         return path
 
     def train(self, job, model, overrides, seed, learning_rate):
@@ -211,8 +214,13 @@ class Harness:
         family = FAMILY_NAMES[kind]
         overrides = {"backbone": backbone, **FAMILY_TRAINING[family]}
         if self.args.backbones_from:
-            overrides["backbone_checkpoint"] = self.trained_backbone(backbone, seed)
+            plain = ("plain", backbone, (backbone,))
+            overrides["backbone_checkpoint"] = self.trained_model(self.args.backbones_from, "--backbones-from", plain, seed)
+        if self.args.cloud_from and family == "DUET":
+            cloud = ("layers", backbone, (f"Layers-{backbone}",))
+            overrides["cloud_checkpoint"] = self.trained_model(self.args.cloud_from, "--cloud-from", cloud, seed)
         config_dict, run = self.train(job, "DUET", overrides, seed, learning_rate)
+        self.keep_model(run, training_name(job), seed, config_dict.get("learning_rate"))
         trainer = run["trainer"]
         adapting = any(split_name(member)[0] in ("DUET", "Finetune") for member in members)
         adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat) if adapting else None
@@ -312,9 +320,10 @@ def pending_jobs(models, seeds, dataset, records, lr_grid):
                 for lr in lr_grid:
                     missing = tuple(m for m in members if (dataset, m, seed, lr) not in done)
                     pending += [((kind, name, missing), seed, lr)] if missing else []
-            else:
+            else:  # a one-rate grid has nothing to choose: later seeds need not wait for the first
                 missing = tuple(m for m in members if (dataset, m, seed) not in done_any_rate)
-                pending += [((kind, name, missing), seed, None)] if missing else []
+                rate = lr_grid[0] if lr_grid and len(lr_grid) == 1 else None
+                pending += [((kind, name, missing), seed, rate)] if missing else []
     return pending
 
 
@@ -370,6 +379,10 @@ def parse_args():
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data-path", default=None)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--only-seeds", nargs="+", type=int, default=None,
+        help="run just these of the --seeds (e.g. one seed per process, to spread a folder's seeds over cores)",
+    )
     parser.add_argument("--models", nargs="+", default=["SASRec", "DUET-SASRec", "GRU4Rec", "DUET-GRU4Rec"])
     parser.add_argument("--config-files", nargs="*", default=[], help="yaml overrides applied to every model")
     parser.add_argument(
@@ -377,6 +390,9 @@ def parse_args():
     )
     parser.add_argument(
         "--backbones-from", default=None, help="a results folder whose plain runs start each family's backbone"
+    )
+    parser.add_argument(
+        "--cloud-from", default=None, help="a results folder whose Layers runs are each DUET family's fixed cloud model"
     )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -396,7 +412,10 @@ def main():
     results_path = os.path.join(args.out, "results.json")
     records = load_records(results_path)
     seeds = [FIRST_SEED + i for i in range(args.seeds)]
+    if args.only_seeds and not set(args.only_seeds) <= set(seeds):
+        sys.exit(f"--only-seeds {args.only_seeds}: not among the --seeds {args.seeds} ({seeds})")
     jobs = pending_jobs(args.models, seeds, args.dataset, records, args.lr_grid)
+    jobs = [(job, seed, rate) for job, seed, rate in jobs if not args.only_seeds or seed in args.only_seeds]
     plots = plots_available()
     print(f"{len(jobs)} training runs to do, results in {results_path}", flush=True)
     harness = Harness(args)

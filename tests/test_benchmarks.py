@@ -280,3 +280,50 @@ def test_backbones_from_a_run_without_its_kept_model_names_the_missing_file(harn
     assert model_file.is_file()
     model_file.unlink()
     assert f"--backbones-from {out}: {model_file} is missing" in failed_backbones_from(out, tmp_path)
+
+
+def test_duet_families_learn_on_the_fixed_layers_model_of_their_seed(harness, tmp_path):
+    """``--cloud-from``: DUET's cloud model is the Layers run of its seed, so its Base member is that very model."""
+    run, out = harness
+    _, layers = run(seeds=2, models=["Layers-SASRec"], extra=["--lr-grid", "0.01"])
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "2"]
+    command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "Base-SASRec", "--lr-grid", "0.01"]
+    command += ["--config-files", str(tmp_path / "tiny.yaml"), "--cloud-from", str(out), "--out", str(tmp_path / "atop")]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    records = json.loads((tmp_path / "atop" / "results.json").read_text())
+    assert sorted((r["model"], r["seed"]) for r in records) == [
+        ("Base-SASRec", 2020), ("Base-SASRec", 2021), ("DUET-SASRec", 2020), ("DUET-SASRec", 2021)
+    ]
+    cloud = {r["seed"]: r for r in layers}
+    for record in records:
+        expected = out / "models" / f"tiny-Layers-SASRec-{record['seed']}-lr0.01.pth"
+        assert record["config"]["cloud_checkpoint"] == str(expected)
+        if record["model"] == "Base-SASRec":
+            assert record["test"] == pytest.approx(cloud[record["seed"]]["test"], abs=1e-6)
+
+
+def test_cloud_from_a_folder_without_layers_runs_says_so(harness, tmp_path):
+    run, out = harness
+    run(seeds=1, models=["SASRec"])
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
+    command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "--config-files", str(tmp_path / "tiny.yaml")]
+    command += ["--cloud-from", str(out), "--out", str(tmp_path / "atop")]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode != 0
+    assert f"--cloud-from {out}: no Layers-SASRec run of seed 2020 on tiny there" in completed.stderr
+
+
+def test_only_seeds_runs_just_those_seeds(harness):
+    run, _ = harness
+    _, records = run(seeds=2, models=["SASRec"], extra=["--lr-grid", "0.01", "--only-seeds", "2021"])
+    assert [(r["seed"], r["learning_rate"]) for r in records] == [(2021, 0.01)]
+
+
+def test_only_seeds_outside_the_seeds_is_refused(harness, tmp_path):
+    _, out = harness
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "2"]
+    command += ["--models", "SASRec", "--only-seeds", "2022", "--out", str(out)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode != 0
+    assert "--only-seeds [2022]: not among the --seeds 2 ([2020, 2021])" in completed.stderr

@@ -120,6 +120,10 @@ def test_a_family_member_added_later_is_the_only_one_recorded_again():
         ("duet", "SASRec", ("DUET-SASRec", "Base-SASRec")),
         ("layers", "SASRec", ("Layers-SASRec", "FinetuneAll-SASRec")),
     ]
+    # a one-rate grid has nothing to choose: a later seed runs at that rate without waiting for the first
+    assert {rate for _, seed, rate in grid if seed == 2021} == {0.001}
+    two_rates = pending_jobs(models, [2020, 2021], "d", records, [0.001, 0.003])
+    assert {rate for _, seed, rate in two_rates if seed == 2021} == {None}  # chosen once the first seed is done
 
 
 def write_variant(folder, valid_by_seed, per_user_by_seed, metric="ndcg@10"):

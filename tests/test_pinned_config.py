@@ -47,6 +47,7 @@ BAD_VALUES = {
     "finetune_scope": ("one of ['dynamic', 'all']", ["everything", None]),
     "backbone_checkpoint": ("the path of an existing checkpoint file, or null", ["", "no/such/model.pth", 3, True]),
     "freeze_backbone": ("true or false", ["yes", 1, None]),
+    "cloud_checkpoint": ("the path of an existing checkpoint file, or null", ["", "no/such/layers.pth", 0, False]),
 }
 EDGE_VALUES = {
     "duet_layers": [1, 5],
@@ -67,6 +68,7 @@ EDGE_VALUES = {
     "finetune_scope": ["dynamic", "all"],
     "backbone_checkpoint": [None, __file__],  # any existing file passes here; its content is checked when loaded
     "freeze_backbone": [False],  # True needs a backbone_checkpoint (tests/test_warm_start.py)
+    "cloud_checkpoint": [None, __file__],  # its content and the keys it excludes: tests/test_warm_start.py
 }
 
 

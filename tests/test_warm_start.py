@@ -83,7 +83,7 @@ def test_an_unfrozen_backbone_keeps_learning(tiny_config_dict, sasrec_checkpoint
 
 def test_a_checkpoint_of_another_model_is_refused(tiny_config_dict):
     checkpoint = trained_checkpoint(tiny_config_dict, "GRU4Rec")
-    with pytest.raises(CheckpointError, match=r"'.*' \(backbone_checkpoint\) holds a 'GRU4Rec' model, not the backbone 'SASRec'"):
+    with pytest.raises(CheckpointError, match=r"'.*' \(backbone_checkpoint\) holds a 'GRU4Rec' model, not the 'SASRec' backbone_checkpoint needs"):
         build_pipeline(duet_settings(tiny_config_dict, checkpoint))
 
 
@@ -104,3 +104,88 @@ def test_freezing_without_a_checkpoint_is_refused_naming_the_key(tiny_config_dic
     with pytest.raises(ConfigError) as error:
         Config(model="DUET", dataset="tiny", config_dict=duet_settings(tiny_config_dict, None, freeze_backbone=True))
     assert error.value.key == "freeze_backbone" and "backbone_checkpoint" in str(error.value)
+
+
+# ``cloud_checkpoint``: the generator learns on top of a cloud model trained (and early-stopped) on its own.
+
+
+@pytest.fixture
+def cloud_checkpoint(tiny_config_dict):
+    """A DUET trained as its cloud model alone (the benchmarks' Layers model): backbone and global layers."""
+    return trained_checkpoint(tiny_config_dict, "DUET", backbone="SASRec", duet_inference="global")
+
+
+def cloud_settings(config_dict, checkpoint, **overrides):
+    return {**config_dict, "backbone": "SASRec", "cloud_checkpoint": checkpoint, **overrides}
+
+
+def cloud_state(model):
+    return {name: value.detach().clone() for name, value in model.named_parameters() if name.startswith(("backbone.", "classifier."))}
+
+
+def test_duet_starts_as_the_cloud_model_exactly(tiny_config_dict, cloud_checkpoint):
+    trained = torch.load(cloud_checkpoint, weights_only=True)["state_dict"]
+    _, (_, _, test_data), model = build_pipeline(cloud_settings(tiny_config_dict, cloud_checkpoint))
+    loaded = cloud_state(model)
+    assert loaded and {name.split(".")[0] for name in loaded} == {"backbone", "classifier"}
+    for name, value in loaded.items():
+        torch.testing.assert_close(value, trained[name], atol=0, rtol=0, msg=name)
+    model.eval()
+    batch = next(iter(test_data))[0]
+    with torch.no_grad():
+        generated = model.full_sort_predict(batch)
+        model.inference = "global"
+        torch.testing.assert_close(generated, model.full_sort_predict(batch), atol=1e-6, rtol=0)
+
+
+def test_with_a_cloud_model_only_the_generator_and_adapter_learn(tiny_config_dict, cloud_checkpoint):
+    settings = cloud_settings(tiny_config_dict, cloud_checkpoint)
+    _, (train_data, _, _), model = build_pipeline(settings)
+    model.train()
+    loss_ppg, loss_umn = model.calculate_loss(next(iter(train_data)))
+    assert loss_umn.item() == 0
+    (loss_ppg + loss_umn).backward()
+    learning = {name.split(".")[0] for name, parameter in model.named_parameters() if parameter.grad is not None}
+    assert learning == {"generator", "stabilizer"}
+    branch = model.generator.branches[0]
+    assert branch.weight_decoder.output_layer().weight.grad.abs().sum() > 0
+    assert branch.bias_decoder.weight.grad.abs().sum() > 0
+
+    before = cloud_state(model)
+    run = run_experiment(Config(model="DUET", dataset="tiny", config_dict={**settings, "epochs": 2}))
+    after = cloud_state(run["trainer"].model)
+    for name, value in before.items():
+        torch.testing.assert_close(after[name], value, atol=0, rtol=0, msg=name)
+    moved = run["trainer"].model.generator.branches[0].bias_decoder.weight
+    assert moved.abs().sum() > 0  # started at zero
+
+
+def test_a_cloud_checkpoint_of_a_plain_backbone_is_refused(tiny_config_dict, sasrec_checkpoint):
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds a 'SASRec' model, not the 'DUET' cloud_checkpoint needs"):
+        build_pipeline(cloud_settings(tiny_config_dict, sasrec_checkpoint))
+
+
+def test_a_cloud_checkpoint_on_another_backbone_is_refused(tiny_config_dict):
+    checkpoint = trained_checkpoint(tiny_config_dict, "DUET", backbone="GRU4Rec", duet_inference="global")
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds DUET on backbone 'GRU4Rec', not 'SASRec'"):
+        build_pipeline(cloud_settings(tiny_config_dict, checkpoint))
+
+
+def test_a_cloud_checkpoint_with_other_dynamic_layers_is_refused_naming_the_module(tiny_config_dict):
+    checkpoint = trained_checkpoint(tiny_config_dict, "DUET", backbone="SASRec", duet_inference="global", duet_layers=3)
+    with pytest.raises(CheckpointError, match=r"does not fit this classifier: size mismatch for weight"):
+        build_pipeline(cloud_settings(tiny_config_dict, checkpoint))
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"backbone_checkpoint": __file__}, "backbone_checkpoint"),
+        ({"duet_inference": "global"}, "duet_inference"),
+        ({"backbone": "DIN"}, "cloud_checkpoint"),
+    ],
+)
+def test_settings_a_fixed_cloud_model_cannot_use_are_refused_naming_the_key(tiny_config_dict, overrides, key):
+    with pytest.raises(ConfigError) as error:
+        Config(model="DUET", dataset="tiny", config_dict=cloud_settings(tiny_config_dict, __file__, **overrides))
+    assert error.value.key == key

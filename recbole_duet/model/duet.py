@@ -37,7 +37,7 @@ from recbole_duet.model.finetune import (
 )
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
 from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
-from recbole_duet.model.warm_start import load_backbone_checkpoint
+from recbole_duet.model.warm_start import load_backbone_checkpoint, load_cloud_checkpoint
 
 
 def cut_at_prefix(item_seq, prefix_len):
@@ -86,8 +86,8 @@ class DUETBase(SequentialRecommender):
         )
         out_dims = [out_dim for out_dim, _ in layer_shapes]
         self.stabilizer = StableWeightAdapter(input_dim, out_dims, hidden_size) if config["stabilizer"] else None
-        if config["backbone_checkpoint"] is not None:  # start as the trained backbone, exactly
-            self.generator.start_at_zero()
+        if config["backbone_checkpoint"] is not None or config["cloud_checkpoint"] is not None:
+            self.generator.start_at_zero()  # start as the trained backbone or cloud model, exactly
 
     def optimizer_parameter_groups(self, learning_rate):
         """The generator and the adapter at ``generator_lr_scale`` times ``learning_rate``, the rest at the rate.
@@ -144,6 +144,12 @@ class DUET(DUETBase):
         self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
         if config["backbone_checkpoint"] is not None:
             self.classifier.start_as_identity()
+        # With a trained cloud model the backbone and global layers stay fixed: L_ppg trains the generator and
+        # the adapter only, and L_umn, having nothing left to train, is not computed.
+        self.cloud_is_fixed = config["cloud_checkpoint"] is not None
+        if self.cloud_is_fixed:
+            cloud = {"backbone": self.backbone, "classifier": self.classifier}
+            load_cloud_checkpoint(cloud, config["cloud_checkpoint"], config["backbone"], config["dataset"])
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
     def device_inputs(self, interaction):
@@ -263,7 +269,8 @@ class DUET(DUETBase):
         With ``duet_inference: global`` the model is the UMN alone (the backbone with its dynamic layers as
         ordinary global layers), so only ``L_umn`` is trained and the generator is never run. With
         ``umn_weight: 0`` the UMN's scoring pass (a second full-catalogue loss) is skipped: its term is exactly 0.
-        With ``ppg_scope: generator`` ``L_ppg`` reaches only the generator and the adapter.
+        With ``ppg_scope: generator`` ``L_ppg`` reaches only the generator and the adapter, as it does with a fixed
+        cloud model (``cloud_checkpoint``), whose ``L_umn`` would train nothing and is 0.
         """
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
@@ -275,7 +282,7 @@ class DUET(DUETBase):
         else:
             generated = self.generate(item_seq, item_seq_len, states)
             loss_ppg = self._recommendation_loss(self.classifier(representation, generated), interaction)
-        if self.umn_weight == 0:
+        if self.umn_weight == 0 or self.cloud_is_fixed:
             return loss_ppg, loss_ppg.new_zeros(())
         return loss_ppg, self.umn_weight * self._recommendation_loss(self.classifier(representation), interaction)
 

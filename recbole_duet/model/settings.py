@@ -78,6 +78,7 @@ DUET_KEYS = {
     "finetune_scope": _one_of(FINETUNE_SCOPES),
     "backbone_checkpoint": _existing_file_or_none(),
     "freeze_backbone": _boolean(),
+    "cloud_checkpoint": _existing_file_or_none(),
 }
 
 
@@ -90,6 +91,8 @@ def validate_duet_settings(settings):
             raise ConfigError(key, value, expected)
     if settings["freeze_backbone"] and settings["backbone_checkpoint"] is None:
         raise ConfigError("freeze_backbone", True, "false unless backbone_checkpoint names a trained backbone")
+    if settings["cloud_checkpoint"] is not None:
+        _check_fixed_cloud(settings)
     if settings["ppg_scope"] == "generator" and settings["umn_weight"] == 0:
         expected = "'all' with umn_weight 0 (nothing would train the backbone; SASRec's default is 'generator')"
         raise ConfigError("ppg_scope", "generator", expected)
@@ -107,3 +110,16 @@ def validate_duet_settings(settings):
         raise ConfigError(
             "generator_input", "backbone", f"'window' with backbone {settings['backbone']} (it has no per-position states)"
         )
+
+
+def _check_fixed_cloud(settings):
+    """A cloud checkpoint holds the backbone too, leaves only the generator to train, and is next-item only."""
+    path = settings["cloud_checkpoint"]
+    if settings["backbone_checkpoint"] is not None:
+        expected = "null with cloud_checkpoint, which holds the backbone too"
+        raise ConfigError("backbone_checkpoint", settings["backbone_checkpoint"], expected)
+    if settings["duet_inference"] == "global":
+        expected = "'generated' with cloud_checkpoint (its global layers are kept fixed: nothing would train)"
+        raise ConfigError("duet_inference", "global", expected)
+    if settings["backbone"] == "DIN":
+        raise ConfigError("cloud_checkpoint", path, "null with backbone DIN (next-item backbones only)")

@@ -1,4 +1,5 @@
-"""Start DUET's static layers from a backbone already trained on its own (``backbone_checkpoint``).
+"""Start DUET from a model already trained on the cloud: its backbone alone (``backbone_checkpoint``) or its
+whole cloud model, the backbone with its global layers (``cloud_checkpoint``).
 
 In the paper the static layers are the cloud model, trained before the generator learns to personalise it; a
 RecBole user likewise has a trained SASRec or GRU4Rec (``run_recbole_duet.py --model=SASRec`` saves one under
@@ -6,12 +7,37 @@ RecBole user likewise has a trained SASRec or GRU4Rec (``run_recbole_duet.py --m
 the generator and the adapter to learn, and the backbone's backward pass is skipped. With a checkpoint DUET's
 dynamic layers start as the identity and its generated updates at zero (:class:`recbole_duet.model.duet.DUET`), so
 training starts from exactly the backbone's scores.
+
+A cloud checkpoint is a DUET trained with ``duet_inference: global`` (the Universal Meta Network alone: the
+backbone and its dynamic layers as ordinary global layers, the benchmarks' Layers model). Its backbone and global
+layers are loaded and kept fixed, so the generator learns an update on top of a cloud model whose training (and
+early stopping) was its own, as the paper's flow has it: (1) train the UMN, (2) generate from real-time windows.
 """
 
 import json
 
 from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.errors import CheckpointError
+
+
+def _read_checkpoint(path, key, model_name, dataset_name):
+    """The checkpoint at ``path`` and a phrase naming it, after checking it holds ``model_name`` on ``dataset_name``."""
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    trained = json.loads(checkpoint["config"])
+    where = f"Checkpoint file '{path}' ({key})"
+    if str(trained.get("model", "")).lower() != model_name.lower():
+        raise CheckpointError(f"{where} holds a {trained.get('model')!r} model, not the {model_name!r} {key} needs.")
+    if trained.get("dataset") != dataset_name:
+        raise CheckpointError(f"{where} was trained on dataset {trained.get('dataset')!r}, not {dataset_name!r}.")
+    return checkpoint, trained, where
+
+
+def _load_into(module, state_dict, where, what):
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as error:
+        first_problem = str(error).split("\n\t")[1] if "\n\t" in str(error) else str(error)
+        raise CheckpointError(f"{where} does not fit this {what}: {first_problem}") from error
 
 
 def load_backbone_checkpoint(backbone, path, backbone_name, dataset_name):
@@ -21,15 +47,23 @@ def load_backbone_checkpoint(backbone, path, backbone_name, dataset_name):
         CheckpointError: naming the file, when it holds another model or dataset, or parameters of other shapes
             (another ``MAX_ITEM_LIST_LENGTH``, hidden size or item count).
     """
-    checkpoint = load_checkpoint(path, map_location="cpu")
-    trained = json.loads(checkpoint["config"])
-    where = f"Checkpoint file '{path}' (backbone_checkpoint)"
-    if str(trained.get("model", "")).lower() != backbone_name.lower():
-        raise CheckpointError(f"{where} holds a {trained.get('model')!r} model, not the backbone {backbone_name!r}.")
-    if trained.get("dataset") != dataset_name:
-        raise CheckpointError(f"{where} was trained on dataset {trained.get('dataset')!r}, not {dataset_name!r}.")
-    try:
-        backbone.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        first_problem = str(error).split("\n\t")[1] if "\n\t" in str(error) else str(error)
-        raise CheckpointError(f"{where} does not fit this backbone: {first_problem}") from error
+    checkpoint, _, where = _read_checkpoint(path, "backbone_checkpoint", backbone_name, dataset_name)
+    _load_into(backbone, checkpoint["state_dict"], where, "backbone")
+
+
+def load_cloud_checkpoint(cloud_modules, path, backbone_name, dataset_name):
+    """Load the cloud model of ``path`` (a DUET on ``backbone_name`` and ``dataset_name``) into ``cloud_modules``
+    (``{"backbone": ..., "classifier": ...}``, named as in the checkpoint's state dict) and keep them fixed.
+
+    Raises:
+        CheckpointError: naming the file, when it holds another model, backbone or dataset, or parameters of
+            other shapes (another hidden size, item count or number of dynamic layers).
+    """
+    checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", "DUET", dataset_name)
+    if str(trained.get("backbone", "")).lower() != backbone_name.lower():
+        raise CheckpointError(f"{where} holds DUET on backbone {trained.get('backbone')!r}, not {backbone_name!r}.")
+    for name, module in cloud_modules.items():
+        prefix = name + "."
+        state = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+        _load_into(module, state, where, name)
+        module.requires_grad_(False)
