@@ -167,8 +167,13 @@ def test_a_cloud_checkpoint_of_a_plain_backbone_is_refused(tiny_config_dict, sas
 
 def test_a_cloud_checkpoint_on_another_backbone_is_refused(tiny_config_dict):
     checkpoint = trained_checkpoint(tiny_config_dict, "DUET", backbone="GRU4Rec", duet_inference="global")
-    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds DUET on backbone 'GRU4Rec', not 'SASRec'"):
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds DUET with backbone 'GRU4Rec', not 'SASRec'"):
         build_pipeline(cloud_settings(tiny_config_dict, checkpoint))
+
+
+def test_a_cloud_checkpoint_whose_layers_compute_another_function_is_refused(tiny_config_dict, cloud_checkpoint):
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds DUET with duet_activation 'tanh', not 'relu'"):
+        build_pipeline(cloud_settings(tiny_config_dict, cloud_checkpoint, duet_activation="relu"))
 
 
 def test_a_cloud_checkpoint_with_other_dynamic_layers_is_refused_naming_the_module(tiny_config_dict):

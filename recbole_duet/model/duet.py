@@ -149,7 +149,7 @@ class DUET(DUETBase):
         self.cloud_is_fixed = config["cloud_checkpoint"] is not None
         if self.cloud_is_fixed:
             cloud = {"backbone": self.backbone, "classifier": self.classifier}
-            load_cloud_checkpoint(cloud, config["cloud_checkpoint"], config["backbone"], config["dataset"])
+            load_cloud_checkpoint(cloud, config["cloud_checkpoint"], config)
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
     def device_inputs(self, interaction):

@@ -51,17 +51,19 @@ def load_backbone_checkpoint(backbone, path, backbone_name, dataset_name):
     _load_into(backbone, checkpoint["state_dict"], where, "backbone")
 
 
-def load_cloud_checkpoint(cloud_modules, path, backbone_name, dataset_name):
-    """Load the cloud model of ``path`` (a DUET on ``backbone_name`` and ``dataset_name``) into ``cloud_modules``
+def load_cloud_checkpoint(cloud_modules, path, config):
+    """Load the cloud model of ``path`` (a DUET on ``config``'s dataset) into ``cloud_modules``
     (``{"backbone": ..., "classifier": ...}``, named as in the checkpoint's state dict) and keep them fixed.
 
     Raises:
-        CheckpointError: naming the file, when it holds another model, backbone or dataset, or parameters of
-            other shapes (another hidden size, item count or number of dynamic layers).
+        CheckpointError: naming the file, when it holds another model or dataset, another backbone or activation
+            of the dynamic layers (same shapes, another function), or parameters of other shapes (another hidden
+            size, item count or number of dynamic layers).
     """
-    checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", "DUET", dataset_name)
-    if str(trained.get("backbone", "")).lower() != backbone_name.lower():
-        raise CheckpointError(f"{where} holds DUET on backbone {trained.get('backbone')!r}, not {backbone_name!r}.")
+    checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", "DUET", config["dataset"])
+    for key in ("backbone", "duet_activation"):
+        if str(trained.get(key, "")).lower() != str(config[key]).lower():
+            raise CheckpointError(f"{where} holds DUET with {key} {trained.get(key)!r}, not {config[key]!r}.")
     for name, module in cloud_modules.items():
         prefix = name + "."
         state = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
