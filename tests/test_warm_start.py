@@ -138,8 +138,9 @@ def test_duet_starts_as_the_cloud_model_exactly(tiny_config_dict, cloud_checkpoi
         torch.testing.assert_close(generated, model.full_sort_predict(batch), atol=1e-6, rtol=0)
 
 
-def test_with_a_cloud_model_only_the_generator_and_adapter_learn(tiny_config_dict, cloud_checkpoint):
-    settings = cloud_settings(tiny_config_dict, cloud_checkpoint)
+@pytest.mark.parametrize("ppg_scope", ["all", "generator"])  # 'all' would reach the cloud model were it not fixed
+def test_with_a_cloud_model_only_the_generator_and_adapter_learn(tiny_config_dict, cloud_checkpoint, ppg_scope):
+    settings = cloud_settings(tiny_config_dict, cloud_checkpoint, ppg_scope=ppg_scope)
     _, (train_data, _, _), model = build_pipeline(settings)
     model.train()
     loss_ppg, loss_umn = model.calculate_loss(next(iter(train_data)))
