@@ -257,11 +257,11 @@ def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(h
         assert json.loads(kept["config"])["seed"] == record["seed"]
 
 
-def failed_backbones_from(folder, tmp_path):
-    """stderr of a DUET-SASRec family run with ``--backbones-from folder``, which must fail."""
+def failed_run_from(flag, folder, tmp_path):
+    """stderr of a DUET-SASRec family run with ``flag folder`` (``--backbones-from``, ``--cloud-from``), which must fail."""
     command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
     command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "--config-files", str(tmp_path / "tiny.yaml")]
-    command += ["--backbones-from", str(folder), "--out", str(tmp_path / "atop")]
+    command += [flag, str(folder), "--out", str(tmp_path / "atop")]
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode != 0
     return completed.stderr
@@ -270,7 +270,7 @@ def failed_backbones_from(folder, tmp_path):
 def test_backbones_from_a_folder_without_that_backbone_says_so(harness, tmp_path):
     run, out = harness
     run(seeds=1, models=["GRU4Rec"])
-    assert f"--backbones-from {out}: no SASRec run of seed 2020 on tiny there" in failed_backbones_from(out, tmp_path)
+    assert f"--backbones-from {out}: no SASRec run of seed 2020 on tiny there" in failed_run_from("--backbones-from", out, tmp_path)
 
 
 def test_backbones_from_a_run_without_its_kept_model_names_the_missing_file(harness, tmp_path):
@@ -279,7 +279,7 @@ def test_backbones_from_a_run_without_its_kept_model_names_the_missing_file(harn
     model_file = out / "models" / f"tiny-SASRec-2020-lr{record['learning_rate']}.pth"
     assert model_file.is_file()
     model_file.unlink()
-    assert f"--backbones-from {out}: {model_file} is missing" in failed_backbones_from(out, tmp_path)
+    assert f"--backbones-from {out}: {model_file} is missing" in failed_run_from("--backbones-from", out, tmp_path)
 
 
 def test_duet_families_learn_on_the_fixed_layers_model_of_their_seed(harness, tmp_path):
@@ -306,12 +306,7 @@ def test_duet_families_learn_on_the_fixed_layers_model_of_their_seed(harness, tm
 def test_cloud_from_a_folder_without_layers_runs_says_so(harness, tmp_path):
     run, out = harness
     run(seeds=1, models=["SASRec"])
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
-    command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "--config-files", str(tmp_path / "tiny.yaml")]
-    command += ["--cloud-from", str(out), "--out", str(tmp_path / "atop")]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert completed.returncode != 0
-    assert f"--cloud-from {out}: no Layers-SASRec run of seed 2020 on tiny there" in completed.stderr
+    assert f"--cloud-from {out}: no Layers-SASRec run of seed 2020 on tiny there" in failed_run_from("--cloud-from", out, tmp_path)
 
 
 def test_only_seeds_runs_just_those_seeds(harness):
