@@ -37,6 +37,7 @@ from recbole_duet.compat import install_compatibility
 from recbole_duet.distributed import init_process_group, is_rank_zero
 from recbole_duet.errors import ConfigError, ConfigFileError
 from recbole_duet.model import DUETBase, duet_class
+from recbole_duet.model.backbones import recbole_properties_dir
 from recbole_duet.model.settings import validate_duet_settings
 from recbole_duet.registry import get_model
 
@@ -53,13 +54,6 @@ def properties_dir():
     package_dir = os.path.dirname(os.path.realpath(__file__))
     installed = os.path.join(package_dir, "properties")
     return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package_dir), "properties")
-
-
-def recbole_properties_dir():
-    """RecBole's own yaml folder inside the installed recbole package."""
-    import recbole
-
-    return os.path.join(os.path.dirname(os.path.realpath(recbole.__file__)), "properties")
 
 
 class Config(RecBoleConfig):

@@ -18,8 +18,8 @@ import yaml
 from recbole.utils import ModelType
 from recbole.utils.url import download_url, extract_zip, rename_atomic_files
 
-from recbole_duet.config import recbole_properties_dir
 from recbole_duet.errors import DatasetNotFoundError
+from recbole_duet.model.backbones import recbole_properties_dir
 
 DOWNLOAD_TIMEOUT_S = 30
 

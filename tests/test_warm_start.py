@@ -95,9 +95,26 @@ def test_a_checkpoint_of_another_dataset_is_refused(tiny_config_dict, tmp_path):
 
 
 def test_a_checkpoint_of_another_shape_is_refused_naming_the_parameter(tiny_config_dict):
-    checkpoint = trained_checkpoint(tiny_config_dict, "SASRec", hidden_size=8)
-    with pytest.raises(CheckpointError, match=r"does not fit this backbone: size mismatch for item_embedding\.weight"):
+    checkpoint = trained_checkpoint(tiny_config_dict, "SASRec", MAX_ITEM_LIST_LENGTH=7)
+    with pytest.raises(CheckpointError, match=r"does not fit this backbone: size mismatch for position_embedding\.weight"):
         build_pipeline(duet_settings(tiny_config_dict, checkpoint))
+
+
+@pytest.mark.parametrize(
+    "setting, trained_value, shown",
+    [("n_heads", 2, "2, not 1"), ("hidden_act", "relu", "'relu', not 'gelu'"), ("hidden_size", 8, "8, not 16")],
+)
+def test_a_checkpoint_trained_under_other_backbone_settings_is_refused_naming_the_key(tiny_config_dict, setting, trained_value, shown):
+    checkpoint = trained_checkpoint(tiny_config_dict, "SASRec", **{setting: trained_value})
+    with pytest.raises(CheckpointError, match=rf"\(backbone_checkpoint\) was trained with {setting} {shown}\."):
+        build_pipeline(duet_settings(tiny_config_dict, checkpoint))
+
+
+def test_a_checkpoint_trained_under_other_dropout_and_loss_loads(tiny_config_dict):
+    checkpoint = trained_checkpoint(tiny_config_dict, "SASRec", hidden_dropout_prob=0.1, attn_dropout_prob=0.1, loss_type="BPR")
+    _, _, model = build_pipeline(duet_settings(tiny_config_dict, checkpoint))
+    trained = torch.load(checkpoint, weights_only=True)["state_dict"]
+    torch.testing.assert_close(model.backbone.item_embedding.weight, trained["item_embedding.weight"], atol=0, rtol=0)
 
 
 def test_freezing_without_a_checkpoint_is_refused_naming_the_key(tiny_config_dict):
@@ -168,13 +185,18 @@ def test_a_cloud_checkpoint_of_a_plain_backbone_is_refused(tiny_config_dict, sas
 
 def test_a_cloud_checkpoint_on_another_backbone_is_refused(tiny_config_dict):
     checkpoint = trained_checkpoint(tiny_config_dict, "DUET", backbone="GRU4Rec", duet_inference="global")
-    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds DUET with backbone 'GRU4Rec', not 'SASRec'"):
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) was trained with backbone 'GRU4Rec', not 'SASRec'"):
         build_pipeline(cloud_settings(tiny_config_dict, checkpoint))
 
 
 def test_a_cloud_checkpoint_whose_layers_compute_another_function_is_refused(tiny_config_dict, cloud_checkpoint):
-    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds DUET with duet_activation 'tanh', not 'relu'"):
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) was trained with duet_activation 'tanh', not 'relu'"):
         build_pipeline(cloud_settings(tiny_config_dict, cloud_checkpoint, duet_activation="relu"))
+
+
+def test_a_cloud_checkpoint_whose_backbone_has_other_heads_is_refused(tiny_config_dict, cloud_checkpoint):
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) was trained with n_heads 1, not 2\."):
+        build_pipeline(cloud_settings(tiny_config_dict, cloud_checkpoint, n_heads=2))
 
 
 def test_a_cloud_checkpoint_with_other_dynamic_layers_is_refused_naming_the_module(tiny_config_dict):

@@ -19,9 +19,12 @@ per-position states come through :class:`SequenceStatesTap`, for backbones whose
 
 import functools
 import inspect
+import os
 
+import recbole
 import torch
 import torch.nn.functional as F
+import yaml
 from recbole.model import sequential_recommender
 from recbole.model.abstract_recommender import SequentialRecommender
 
@@ -39,6 +42,8 @@ REFUSED = {
 }
 # Backbones used through their own DUET class (the rest are next-item backbones).
 PAIRWISE_BACKBONES = ("DIN",)
+# Parts of a backbone setting's name that mark it as shaping training only, not what trained weights compute.
+TRAINING_ONLY_SETTINGS = ("dropout", "initializer_range", "loss_type")
 
 
 def _models():
@@ -85,6 +90,27 @@ def check_backbone(name):
 def reads_states(name):
     """Does the backbone's forward read its user vector from per-position states (``gather_indexes``)?"""
     return name in BACKBONE_CLASSES and "self.gather_indexes(" in inspect.getsource(BACKBONE_CLASSES[name].forward)
+
+
+def recbole_properties_dir():
+    """RecBole's own yaml folder inside the installed recbole package."""
+    return os.path.join(os.path.dirname(os.path.realpath(recbole.__file__)), "properties")
+
+
+@functools.lru_cache(maxsize=None)
+def function_settings(name):
+    """The settings of backbone ``name`` (the keys of RecBole's yaml for it) that, with its weights, fix the
+    function it computes: its dropout, initialisation and loss settings only shape training.
+
+    A checkpoint trained under other values of some of them (SASRec's ``n_heads``, ``hidden_act``, DIN's
+    ``pooling_mode``) has the same shapes, so it would load and silently compute something else.
+    """
+    path = os.path.join(recbole_properties_dir(), "model", f"{name}.yaml")
+    if not os.path.isfile(path):
+        return ()
+    with open(path, encoding="utf-8") as file:
+        keys = yaml.safe_load(file) or {}
+    return tuple(key for key in keys if not any(part in key for part in TRAINING_ONLY_SETTINGS))
 
 
 def build_backbone(config, dataset):

@@ -69,7 +69,7 @@ class DUETBase(SequentialRecommender):
         self.finetune_scope = config["finetune_scope"]
         self.backbone = build_backbone(config, dataset)
         if config["backbone_checkpoint"] is not None:
-            load_backbone_checkpoint(self.backbone, config["backbone_checkpoint"], config["backbone"], config["dataset"])
+            load_backbone_checkpoint(self.backbone, config["backbone_checkpoint"], config)
         if config["freeze_backbone"]:
             self.backbone.requires_grad_(False)
 

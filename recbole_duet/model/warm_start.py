@@ -18,6 +18,7 @@ import json
 
 from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.errors import CheckpointError
+from recbole_duet.model.backbones import function_settings
 
 
 def _read_checkpoint(path, key, model_name, dataset_name):
@@ -32,6 +33,15 @@ def _read_checkpoint(path, key, model_name, dataset_name):
     return checkpoint, trained, where
 
 
+def _check_settings(trained, config, keys, where):
+    """Refuse a checkpoint trained under another value of any of ``keys`` (settings that keep every shape but
+    change the function the weights compute); a key its config lacks cannot be checked."""
+    for key in keys:
+        current = json.loads(json.dumps(config[key], default=str))  # as the checkpoint's config was written
+        if key in trained and trained[key] != current:
+            raise CheckpointError(f"{where} was trained with {key} {trained[key]!r}, not {current!r}.")
+
+
 def _load_into(module, state_dict, where, what):
     try:
         module.load_state_dict(state_dict)
@@ -40,14 +50,17 @@ def _load_into(module, state_dict, where, what):
         raise CheckpointError(f"{where} does not fit this {what}: {first_problem}") from error
 
 
-def load_backbone_checkpoint(backbone, path, backbone_name, dataset_name):
-    """Load ``path`` (a checkpoint of model ``backbone_name`` trained on ``dataset_name``) into ``backbone``.
+def load_backbone_checkpoint(backbone, path, config):
+    """Load ``path`` (a checkpoint of ``config``'s backbone trained on its dataset) into ``backbone``.
 
     Raises:
-        CheckpointError: naming the file, when it holds another model or dataset, or parameters of other shapes
-            (another ``MAX_ITEM_LIST_LENGTH``, hidden size or item count).
+        CheckpointError: naming the file, when it holds another model or dataset, was trained under another
+            value of one of the backbone's settings (naming it), or holds parameters of other shapes (another
+            ``MAX_ITEM_LIST_LENGTH`` or item count).
     """
-    checkpoint, _, where = _read_checkpoint(path, "backbone_checkpoint", backbone_name, dataset_name)
+    backbone_name = config["backbone"]
+    checkpoint, trained, where = _read_checkpoint(path, "backbone_checkpoint", backbone_name, config["dataset"])
+    _check_settings(trained, config, function_settings(backbone_name), where)
     _load_into(backbone, checkpoint["state_dict"], where, "backbone")
 
 
@@ -56,14 +69,13 @@ def load_cloud_checkpoint(cloud_modules, path, config):
     (``{"backbone": ..., "classifier": ...}``, named as in the checkpoint's state dict) and keep them fixed.
 
     Raises:
-        CheckpointError: naming the file, when it holds another model or dataset, another backbone or activation
-            of the dynamic layers (same shapes, another function), or parameters of other shapes (another hidden
-            size, item count or number of dynamic layers).
+        CheckpointError: naming the file, when it holds another model or dataset, was trained with another
+            backbone, activation of the dynamic layers or value of one of the backbone's settings (naming the
+            key: same shapes, another function), or holds parameters of other shapes (another item count or
+            number of dynamic layers).
     """
     checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", "DUET", config["dataset"])
-    for key in ("backbone", "duet_activation"):
-        if str(trained.get(key, "")).lower() != str(config[key]).lower():
-            raise CheckpointError(f"{where} holds DUET with {key} {trained.get(key)!r}, not {config[key]!r}.")
+    _check_settings(trained, config, ("backbone", "duet_activation") + function_settings(config["backbone"]), where)
     for name, module in cloud_modules.items():
         prefix = name + "."
         state = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
