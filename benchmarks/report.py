@@ -140,10 +140,12 @@ def summary_table(records, models):
 
 
 def epoch_cap_line(records):
-    """How many trainings ran into the epoch cap instead of stopping early (family members share a training)."""
+    """How many trainings ran into the epoch cap instead of stopping early (family members share a training; the
+    two stages of a ``training_order: cloud_first`` training count apart)."""
     trainings = {(r["dataset"], _decider(r), r["seed"], r.get("learning_rate")): r for r in records}
-    capped = sum(not r["stopped_early"] for r in trainings.values())
-    return f"Trainings that hit the epoch cap instead of stopping early: {capped} of {len(trainings)}."
+    stages = list(trainings.values()) + [r["cloud_stage"] for r in trainings.values() if "cloud_stage" in r]
+    capped = sum(not stage["stopped_early"] for stage in stages)
+    return f"Trainings that hit the epoch cap instead of stopping early: {capped} of {len(stages)}."
 
 
 def adaptation_ms(record):

@@ -8,7 +8,9 @@ Model names: any RecBole model (trained as RecBole would); two families of rows 
 family sharing one training per seed and learning rate:
 
 * ``DUET-<backbone>`` (``model: DUET``) and ``Base-<backbone>``, the same trained DUET scored with its global
-  layers alone (``duet_inference: global``);
+  layers alone (``duet_inference: global``); at the default ``training_order: cloud_first`` the training is two
+  (:mod:`recbole_duet.cloud_first`), so Base is the cloud model the first one kept, and the records keep that
+  first training's epochs, validation and test under ``cloud_stage``;
 * ``Layers-<backbone>``: the cloud model without a generator, i.e. the backbone with the same extra (dynamic)
   layers trained as ordinary global layers (DUET with ``duet_inference: global``); ``Finetune-<backbone>`` and
   ``FinetuneAll-<backbone>``: that model after each device fine-tunes its dynamic layers, or every parameter,
@@ -30,7 +32,8 @@ training starts its backbone from the backbone's own run of the same seed in ``F
 plain training keeps in ``<out>/models/``), so DUET and the extra layers are trained on top of the very model
 they are compared with. With ``--cloud-from FOLDER`` every DUET training starts from the Layers run of the same
 seed in ``FOLDER`` (its backbone and global layers, kept fixed: ``cloud_checkpoint``) and learns the generator on
-top of it, the paper's order: the cloud model first, with its own early stopping, then the generator.
+top of it, the paper's order: the cloud model first, with its own early stopping, then the generator (what a
+``cloud_first`` DUET training does by itself; ``--cloud-from`` reuses Layers runs that are rows already).
 
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
@@ -169,7 +172,8 @@ class Harness:
         where = {"checkpoint_dir": self.checkpoint_dir(job, seed, learning_rate)}  # not part of the record's config
         config = Config(model=model, dataset=self.args.dataset, config_dict={**config_dict, **where})
         run = run_experiment(config, saved=True, state_file=self.state_file(job, seed, learning_rate))
-        run["wall_seconds"] = run["resumed_seconds"] + time.perf_counter() - start
+        resumed_seconds = run["resumed_seconds"] + run.get("cloud_stage", {}).get("resumed_seconds", 0.0)
+        run["wall_seconds"] = resumed_seconds + time.perf_counter() - start
         return config_dict, run
 
     def record(self, name, backbone, seed, config_dict, run, valid):
@@ -198,6 +202,7 @@ class Harness:
             # the early-stopping metric after each epoch, as the training saw it (a Base record's is DUET's)
             "training_valid_curve": run["valid_curve"],
             "per_user_file": save_per_user(self.args.out, self.label(name, seed, lr), per_user),
+            **({"cloud_stage": cloud_stage_record(run["cloud_stage"], config_dict)} if "cloud_stage" in run else {}),
         }
 
     def run_single(self, job, seed, learning_rate):
@@ -244,6 +249,19 @@ class Harness:
         if job[0] == "plain":
             return self.run_single(job, seed, learning_rate)
         return self.run_family(job, seed, learning_rate)
+
+
+def cloud_stage_record(stage, config_dict):
+    """What a ``training_order: cloud_first`` training's first stage (the cloud model, trained on its own) adds to
+    each of its records: the record's epochs and seconds are the generator stage's."""
+    return {
+        "valid": plain_metrics(stage["result"]["best_valid_result"]),
+        "test": plain_metrics(stage["result"]["test_result"]),
+        "epochs": stage["epochs"],
+        "epoch_seconds": stage["fit_seconds"] / max(stage["epochs"], 1),
+        "stopped_early": stage["epochs"] < config_dict["epochs"],
+        "training_valid_curve": stage["valid_curve"],
+    }
 
 
 def machine_description(device):

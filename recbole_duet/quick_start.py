@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_seed, set_color
 
+from recbole_duet.cloud_first import cloud_stage_config, generator_stage_config, trains_cloud_first
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.run_log import init_run_logger, plain_metrics
@@ -26,7 +27,8 @@ from recbole_duet.training_state import (
 
 
 def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
-    r"""Train, early-stop on the validation set, reload the best checkpoint and test one model.
+    r"""Train, early-stop on the validation set, reload the best checkpoint and test one model (DUET at its default
+    ``training_order: cloud_first``: its cloud model, then the generator on it, see :func:`run_experiment`).
 
     With ``local_rank`` (and RecBole's ``world_size``, ``ip``, ``port``, ``offset``) in the config this is one
     process of a distributed run, as :func:`run` starts them.
@@ -149,17 +151,23 @@ def prepare_experiment(config):
 def run_experiment(config, saved=True, state_file=None):
     """Run one experiment from a built :class:`Config`; also return the trainer and the training time.
 
+    With ``training_order: cloud_first`` (:mod:`recbole_duet.cloud_first`) DUET's experiment is two trainings, the
+    cloud model's and then the generator's on it, logged to one file; what is returned is the generator stage's,
+    with the cloud stage's own under ``cloud_stage``.
+
     Args:
         state_file (str, optional): a training-state file (:mod:`recbole_duet.training_state`) written after
             every validated epoch; when it exists, the training resumes from it (a finished one only re-tests
-            its best checkpoint). Needs ``saved``; ignored, with a warning, by trainers with their own loop.
+            its best checkpoint). Needs ``saved``; ignored, with a warning, by trainers with their own loop. A
+            cloud stage keeps its state next to it, in ``cloud-<name>``.
 
     Returns:
         dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the best model),
         ``data`` (train, valid and test loaders), ``fit_seconds`` (training plus per-epoch validation, earlier
         sessions' included), ``resumed_seconds`` (the part of it spent before this call), ``epochs``
         (epochs trained) and ``valid_curve`` (``valid_metric`` after each epoch; None where an epoch was not
-        validated, or was validated before a resume from a state file that did not keep the scores).
+        validated, or was validated before a resume from a state file that did not keep the scores); after a
+        cloud stage, ``cloud_stage``: the same keys for it, less ``trainer`` and ``data``.
     """
     if state_file is not None and not saved:
         raise ValueError("run_experiment: a state_file needs saved=True (a resumed training tests its best checkpoint)")
@@ -168,7 +176,30 @@ def run_experiment(config, saved=True, state_file=None):
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    if not trains_cloud_first(config):
+        return _train_and_test(config, saved, state_file)
 
+    logger.info(set_color("training_order cloud_first", "green") + ": the cloud model (backbone + global layers) first")
+    cloud_config = cloud_stage_config(config)
+    _make_output_folders(cloud_config)
+    cloud = _train_and_test(cloud_config, True, _cloud_state_file(state_file))
+    generator_config = generator_stage_config(config, cloud["trainer"])
+    logger.info(set_color("training_order cloud_first", "green") + f": the generator on {generator_config['cloud_checkpoint']}")
+    run = _train_and_test(generator_config, saved, state_file)
+    run["cloud_stage"] = {key: value for key, value in cloud.items() if key not in ("trainer", "data")}
+    return run
+
+
+def _cloud_state_file(state_file):
+    if state_file is None:
+        return None
+    folder, name = os.path.split(state_file)
+    return os.path.join(folder, "cloud-" + name)
+
+
+def _train_and_test(config, saved, state_file):
+    """One training with early stopping, then the test of its best model (see :func:`run_experiment`)."""
+    logger = getLogger()
     dataset, (train_data, valid_data, test_data), model = prepare_experiment(config)
     logger.info(dataset)
     logger.info(model)

@@ -69,12 +69,21 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
         assert f"| {model} | 2 | " in markdown
     assert f"Machines: 8 runs on {records[0]['machine']}." in markdown
     assert "NDCG@10 DUET/backbone" in markdown
-    assert "hit the epoch cap instead of stopping early: 6 of 6." in markdown  # 1 epoch each; 3 trainings per seed
+    # 1 epoch each; per seed SASRec, Layers and DUET, whose training_order cloud_first is two trainings
+    assert "hit the epoch cap instead of stopping early: 8 of 8." in markdown
     for record in records:
         if record["model"] != "SASRec":
             family = "Layers" if record["model"] == "Finetune-SASRec" else "DUET"
             assert record["training"] == f"{family}-SASRec"
             assert record["config"].get("duet_inference", "generated") == ("global" if family == "Layers" else "generated")
+        if record.get("training") == "DUET-SASRec":
+            stage = record["cloud_stage"]  # the cloud model DUET's generator learned on, trained first on its own
+            assert stage["epochs"] == 1 and stage["stopped_early"] is False and len(stage["training_valid_curve"]) == 1
+            assert {"ndcg@10", "recall@10"} <= set(stage["valid"]) and {"ndcg@10", "recall@10"} <= set(stage["test"])
+        else:
+            assert "cloud_stage" not in record
+    (base,) = [r for r in records if r["model"] == "Base-SASRec" and r["seed"] == 2020]
+    assert base["test"] == pytest.approx(base["cloud_stage"]["test"], abs=1e-4)  # Base is that fixed cloud model
     # each training keeps its best model in a folder of its own (RecBole's file name alone is model and second)
     kept = sorted(path.name for path in (out / "checkpoints").iterdir() if any(path.glob("*.pth")))
     assert kept == sorted(f"tiny-{name}-{seed}" for seed in (2020, 2021) for name in ("DUET-SASRec", "Layers-SASRec", "SASRec"))
@@ -128,7 +137,8 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
         assert f"| DUET-SASRec | {second} | ndcg@10 | " in markdown
     assert (out / "paired_ci.png").read_bytes()[:8] == PNG_MAGIC
     assert "| SASRec | 2 | " in markdown  # one record per seed: the chosen rate's
-    assert "hit the epoch cap instead of stopping early: 6 of 6." in markdown  # the reported trainings, one per family and seed
+    # the reported trainings, one per family and seed, DUET's two stages apart
+    assert "hit the epoch cap instead of stopping early: 8 of 8." in markdown
 
 
 def test_harness_without_matplotlib_warns_before_training_and_skips_the_plots(tmp_path):

@@ -40,11 +40,15 @@ def test_backbone_yaml_is_layered_under_duet_and_user_keys(run_dir, backbone, ex
     assert config["umn_weight"] == 1.0 and config["realtime_window"] == 10  # DUET.yaml is loaded wherever the run is
 
 
-@pytest.mark.parametrize("backbone, ppg_scope", [("SASRec", "generator"), ("GRU4Rec", "all"), ("DIN", "all")])
-def test_a_backbone_gets_the_duet_defaults_its_validation_chose(run_dir, backbone, ppg_scope):
-    """DUET-SASRec.yaml is layered over DUET.yaml for SASRec only; the other keys stay DUET.yaml's."""
+@pytest.mark.parametrize(
+    "backbone, ppg_scope, training_order",
+    [("SASRec", "generator", "cloud_first"), ("GRU4Rec", "all", "cloud_first"), ("DIN", "all", "joint")],
+)
+def test_a_backbone_gets_the_duet_defaults_its_validation_chose(run_dir, backbone, ppg_scope, training_order):
+    """DUET-<backbone>.yaml is layered over DUET.yaml for its backbone only; the other keys stay DUET.yaml's."""
     config = Config(model="DUET", config_dict={"backbone": backbone})
     assert config["ppg_scope"] == ppg_scope
+    assert config["training_order"] == training_order
     assert config["umn_weight"] == 1.0 and config["generator_rank"] == 8
 
 

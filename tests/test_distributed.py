@@ -16,9 +16,11 @@ from conftest import build_pipeline, write_atomic_dataset
 from test_end_to_end import REPO, assert_ranking_result, run_cli, write_config_file
 
 from recbole_duet import data as duet_data
+from recbole_duet import trainer as trainer_module
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.errors import ConfigError, DatasetNotFoundError
+from recbole_duet.model import warm_start
 from recbole_duet.quick_start import run_experiment
 from recbole_duet.trainer import get_trainer
 
@@ -40,10 +42,17 @@ def spawn(function, *args):
     mp.spawn(function, args=args, nprocs=WORLD_SIZE, join=True)
 
 
+def _never_read(path, map_location=None):
+    raise AssertionError(f"a rank other than 0 read checkpoint file {path}")
+
+
 def _run_experiment_as_rank(rank, config_dict, out_dir):
-    """One process of a run, as run_recbole_duets starts it, with a checkpoint folder of its own; keeps its
-    final parameters, its optimizer's state and its result."""
+    """One process of a run, as run_recbole_duets starts it, with a checkpoint folder of its own, as if on a
+    machine of its own (only rank 0 may read a checkpoint file); keeps its final parameters, its optimizer's
+    state, its result and the cloud model it named."""
     torch.set_num_threads(1)
+    if rank != 0:
+        warm_start.load_checkpoint = trainer_module.load_checkpoint = _never_read
     checkpoint_dir = os.path.join(out_dir, f"saved-rank{rank}")
     config = Config(
         model="DUET", dataset="tiny", config_dict={**config_dict, "local_rank": rank, "checkpoint_dir": checkpoint_dir}
@@ -53,7 +62,7 @@ def _run_experiment_as_rank(rank, config_dict, out_dir):
     torch.save(trainer.model.state_dict(), os.path.join(out_dir, f"rank{rank}.pth"))
     torch.save(trainer.optimizer.state_dict()["state"], os.path.join(out_dir, f"optimizer-rank{rank}.pth"))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w", encoding="utf-8") as file:
-        json.dump(experiment["result"], file)
+        json.dump({**experiment["result"], "cloud_checkpoint": trainer.config["cloud_checkpoint"]}, file)
     dist.destroy_process_group()
 
 
@@ -89,16 +98,24 @@ def test_two_gloo_processes_end_with_identical_parameters_and_rank_0_reports_tes
     initial = build_pipeline(tiny_config_dict)[2].state_dict()  # rank 0's initial model, which DDP broadcasts
     rank0 = assert_ranks_end_equal_and_trained(run_dir, initial)
     # The best checkpoint, loaded at the end, comes from rank 0; Adam's moments show every step's averaged
-    # gradients were the same on both ranks, for every parameter.
+    # gradients were the same on both ranks, for every parameter the generator stage trains.
     optimizer0, optimizer1 = load_rank(run_dir, 0, "optimizer-"), load_rank(run_dir, 1, "optimizer-")
-    assert len(optimizer0) == len(rank0)
+    assert len(optimizer0) == sum(name.startswith(("generator.", "stabilizer.")) for name in rank0)
     for index, moments in optimizer0.items():
         for key in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(moments[key], optimizer1[index][key]), f"ranks took different steps ({index})"
-    with open(run_dir / "rank0.json", encoding="utf-8") as file:
-        assert_ranking_result(json.load(file))
-    # Only rank 0 wrote a checkpoint; rank 1 tested the best model all the same, without a file of its own.
-    assert len(os.listdir(run_dir / "saved-rank0")) == 1 and os.listdir(run_dir / "saved-rank1") == []
+    results = []
+    for rank in range(WORLD_SIZE):
+        with open(run_dir / f"rank{rank}.json", encoding="utf-8") as file:
+            results.append(json.load(file))
+    cloud_files = [result.pop("cloud_checkpoint") for result in results]
+    assert_ranking_result(results[0])
+    # training_order cloud_first: only rank 0 wrote the cloud model and the run's best model; rank 1 learned on
+    # that cloud model and tested the best model all the same, without a file of its own (nor reading one).
+    (cloud_file,) = (run_dir / "saved-rank0" / "cloud").iterdir()
+    assert cloud_files == [str(cloud_file)] * WORLD_SIZE
+    assert len(list((run_dir / "saved-rank0").glob("DUET-*.pth"))) == 1
+    assert list((run_dir / "saved-rank1").rglob("*.pth")) == []
 
 
 def step_config(tiny_config_dict, run_dir):

@@ -48,6 +48,7 @@ BAD_VALUES = {
     "backbone_checkpoint": ("the path of an existing checkpoint file, or null", ["", "no/such/model.pth", 3, True]),
     "freeze_backbone": ("true or false", ["yes", 1, None]),
     "cloud_checkpoint": ("the path of an existing checkpoint file, or null", ["", "no/such/layers.pth", 0, False]),
+    "training_order": ("one of ['cloud_first', 'joint']", ["cloud-first", "Joint", None]),
 }
 EDGE_VALUES = {
     "duet_layers": [1, 5],
@@ -69,6 +70,7 @@ EDGE_VALUES = {
     "backbone_checkpoint": [None, __file__],  # any existing file passes here; its content is checked when loaded
     "freeze_backbone": [False],  # True needs a backbone_checkpoint (tests/test_warm_start.py)
     "cloud_checkpoint": [None, __file__],  # its content and the keys it excludes: tests/test_warm_start.py
+    "training_order": ["cloud_first", "joint"],  # what each trains: tests/test_cloud_first.py
 }
 
 
@@ -137,6 +139,15 @@ def test_a_bad_backbone_is_rejected_naming_the_key(backbone):
         assert f"{backbone} is refused: " in str(error)  # with the reason
 
 
+def backbone_defaults(backbone):
+    """DUET.yaml with the backbone's own DUET-<backbone>.yaml over it, as the Config layers them."""
+    path = os.path.join(properties_dir(), "model", f"DUET-{backbone}.yaml")
+    if not os.path.isfile(path):
+        return {**DEFAULTS, "backbone": backbone}
+    with open(path, encoding="utf-8") as file:
+        return {**DEFAULTS, "backbone": backbone, **yaml.safe_load(file)}
+
+
 NO_WHOLE_MODEL_TUNING = "'dynamic' with backbone DIN (whole-model tuning is next-item only)"
 
 
@@ -152,11 +163,14 @@ NO_WHOLE_MODEL_TUNING = "'dynamic' with backbone DIN (whole-model tuning is next
         ("SINE", "generator_input", "window", None),
         ("DIN", "ppg_scope", "generator", "'all' with backbone DIN (next-item backbones only)"),
         ("GRU4Rec", "ppg_scope", "generator", None),
+        ("DIN", "training_order", "cloud_first", "'joint' with backbone DIN (next-item backbones only)"),
+        ("DIN", "training_order", "joint", None),
+        ("GRU4Rec", "training_order", "cloud_first", None),
     ],
 )
 def test_keys_that_depend_on_the_backbone(backbone, key, value, expected):
     """``expected``: what the error says is expected instead, or None where the combination is allowed."""
-    settings = {**DEFAULTS, "backbone": backbone, key: value}
+    settings = {**backbone_defaults(backbone), key: value}
     if expected is None:
         validate_duet_settings(settings)
     else:

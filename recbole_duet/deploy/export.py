@@ -58,6 +58,9 @@ def load_trained_model(checkpoint_path, data_path=None):
     if (overrides.get("train_neg_sample_args") or {}).get("distribution") == "none":
         overrides["train_neg_sample_args"] = None  # RecBole's expanded form of "no negatives"
     overrides.update(use_gpu=False, gpu_id="", state="ERROR", show_progress=False, duet_inference="generated")
+    # The checkpoint holds every weight: the files the training started from (a cloud_first run's cloud model
+    # among them) need not exist any more.
+    overrides.update(cloud_checkpoint=None, backbone_checkpoint=None, freeze_backbone=False)
     # RecBole stores <data_path>/<dataset> and appends the dataset's name again when it builds a Config.
     overrides["data_path"] = data_path or os.path.dirname(os.path.normpath(saved["data_path"]))
     config = Config(model="DUET", dataset=saved["dataset"], config_dict=overrides)

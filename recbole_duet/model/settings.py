@@ -14,6 +14,7 @@ GENERATOR_INPUTS = ("window", "backbone")
 HEAD_ENCODERS = ("gru", "attention")
 FINETUNE_SCOPES = ("dynamic", "all")
 PPG_SCOPES = ("all", "generator")
+TRAINING_ORDERS = ("cloud_first", "joint")
 
 
 def _one_of(choices):
@@ -79,6 +80,7 @@ DUET_KEYS = {
     "backbone_checkpoint": _existing_file_or_none(),
     "freeze_backbone": _boolean(),
     "cloud_checkpoint": _existing_file_or_none(),
+    "training_order": _one_of(TRAINING_ORDERS),
 }
 
 
@@ -98,6 +100,8 @@ def validate_duet_settings(settings):
         raise ConfigError("ppg_scope", "generator", expected)
     if settings["ppg_scope"] == "generator" and settings["backbone"] == "DIN":
         raise ConfigError("ppg_scope", "generator", "'all' with backbone DIN (next-item backbones only)")
+    if settings["training_order"] == "cloud_first" and settings["backbone"] == "DIN":
+        raise ConfigError("training_order", "cloud_first", "'joint' with backbone DIN (next-item backbones only)")
     if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
         raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")
     if settings["generator_input"] == "backbone" and settings["head_encoder"] != "gru":

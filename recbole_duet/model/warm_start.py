@@ -16,14 +16,24 @@ early stopping) was its own, as the paper's flow has it: (1) train the UMN, (2) 
 
 import json
 
+import torch.distributed as dist
+
 from recbole_duet.checkpoint import load_checkpoint
+from recbole_duet.distributed import from_rank_zero
 from recbole_duet.errors import CheckpointError
 from recbole_duet.model.backbones import function_settings
 
 
 def _read_checkpoint(path, key, model_name, dataset_name):
-    """The checkpoint at ``path`` and a phrase naming it, after checking it holds ``model_name`` on ``dataset_name``."""
-    checkpoint = load_checkpoint(path, map_location="cpu")
+    """The checkpoint at ``path`` and a phrase naming it, after checking it holds ``model_name`` on ``dataset_name``.
+
+    In a distributed run rank 0 reads it and hands it to the other ranks, which may sit on machines without the
+    file (a ``training_order: cloud_first`` run's cloud model is written by rank 0 only).
+    """
+    if dist.is_initialized():
+        checkpoint = from_rank_zero(lambda: load_checkpoint(path, map_location="cpu"), CheckpointError)
+    else:
+        checkpoint = load_checkpoint(path, map_location="cpu")
     trained = json.loads(checkpoint["config"])
     where = f"Checkpoint file '{path}' ({key})"
     if str(trained.get("model", "")).lower() != model_name.lower():
