@@ -73,6 +73,7 @@ from report import (  # noqa: E402
     write_plots,
 )
 
+from recbole_duet.cloud_first import cloud_state_file  # noqa: E402
 from recbole_duet.config import Config  # noqa: E402
 from recbole_duet.quick_start import run_experiment  # noqa: E402
 from recbole_duet.run_log import plain_metrics  # noqa: E402
@@ -444,8 +445,9 @@ def main():
         print(f"[{position}/{len(jobs)}] {'/'.join(job[2])}, seed {seed}{rate}", flush=True)
         records = append_records(results_path, harness.run_job(job, seed, learning_rate))
         state_file = harness.state_file(job, seed, learning_rate)
-        if os.path.exists(state_file):  # removed only once its records are safe; some trainers keep none
-            os.remove(state_file)
+        for path in (state_file, cloud_state_file(state_file)):  # a cloud_first training keeps two
+            if os.path.exists(path):  # removed only once its records are safe; some trainers keep none
+                os.remove(path)
     write_report(records, args, plots)
 
 

@@ -45,6 +45,14 @@ def cloud_stage_config(config):
     return _with_settings(config, duet_inference="global", checkpoint_dir=os.path.join(config["checkpoint_dir"], "cloud"))
 
 
+def cloud_state_file(state_file):
+    """Where the cloud stage of a run with training-state file ``state_file`` keeps its own (None without one)."""
+    if state_file is None:
+        return None
+    folder, name = os.path.split(state_file)
+    return os.path.join(folder, "cloud-" + name)
+
+
 def generator_stage_config(config, cloud_trainer):
     """The generator's training on the cloud model that ``cloud_trainer`` kept, loaded and held fixed.
 

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_seed, set_color
 
-from recbole_duet.cloud_first import cloud_stage_config, generator_stage_config, trains_cloud_first
+from recbole_duet.cloud_first import cloud_stage_config, cloud_state_file, generator_stage_config, trains_cloud_first
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.run_log import init_run_logger, plain_metrics
@@ -182,19 +182,12 @@ def run_experiment(config, saved=True, state_file=None):
     logger.info(set_color("training_order cloud_first", "green") + ": the cloud model (backbone + global layers) first")
     cloud_config = cloud_stage_config(config)
     _make_output_folders(cloud_config)
-    cloud = _train_and_test(cloud_config, True, _cloud_state_file(state_file))
+    cloud = _train_and_test(cloud_config, True, cloud_state_file(state_file))
     generator_config = generator_stage_config(config, cloud["trainer"])
     logger.info(set_color("training_order cloud_first", "green") + f": the generator on {generator_config['cloud_checkpoint']}")
     run = _train_and_test(generator_config, saved, state_file)
     run["cloud_stage"] = {key: value for key, value in cloud.items() if key not in ("trainer", "data")}
     return run
-
-
-def _cloud_state_file(state_file):
-    if state_file is None:
-        return None
-    folder, name = os.path.split(state_file)
-    return os.path.join(folder, "cloud-" + name)
 
 
 def _train_and_test(config, saved, state_file):

@@ -89,6 +89,7 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
     assert kept == sorted(f"tiny-{name}-{seed}" for seed in (2020, 2021) for name in ("DUET-SASRec", "Layers-SASRec", "SASRec"))
     for plot in ("metrics.png", "accuracy_vs_time.png"):
         assert (out / plot).read_bytes()[:8] == PNG_MAGIC
+    assert list((out / "checkpoints").glob("*.state.pth")) == []  # both stages' states go once recorded
 
 
 def test_harness_resumes_without_redoing_finished_pairs(harness):
