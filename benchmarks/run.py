@@ -202,6 +202,10 @@ class Harness:
             "stopped_early": run["epochs"] < config_dict["epochs"],
             # the early-stopping metric after each epoch, as the training saw it (a Base record's is DUET's)
             "training_valid_curve": run["valid_curve"],
+            # a training started from a trained model (--cloud-from, cloud_first's generator stage): that model's
+            # validation before the first epoch, and whether it beat every epoch and is the record's model
+            "training_start_valid": run["start_valid_score"],
+            "kept_starting_model": run["kept_start"],
             "per_user_file": save_per_user(self.args.out, self.label(name, seed, lr), per_user),
             **({"cloud_stage": cloud_stage_record(run["cloud_stage"], config_dict)} if "cloud_stage" in run else {}),
         }

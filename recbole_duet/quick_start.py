@@ -17,6 +17,7 @@ from recbole_duet.cloud_first import cloud_stage_config, cloud_state_file, gener
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.run_log import init_run_logger, plain_metrics
+from recbole_duet.starting_model import StartingModel, starts_from_trained_model
 from recbole_duet.trainer import get_trainer
 from recbole_duet.training_state import (
     keeps_training_state,
@@ -165,9 +166,12 @@ def run_experiment(config, saved=True, state_file=None):
         dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the best model),
         ``data`` (train, valid and test loaders), ``fit_seconds`` (training plus per-epoch validation, earlier
         sessions' included), ``resumed_seconds`` (the part of it spent before this call), ``epochs``
-        (epochs trained) and ``valid_curve`` (``valid_metric`` after each epoch; None where an epoch was not
-        validated, or was validated before a resume from a state file that did not keep the scores); after a
-        cloud stage, ``cloud_stage``: the same keys for it, less ``trainer`` and ``data``.
+        (epochs trained), ``valid_curve`` (``valid_metric`` after each epoch; None where an epoch was not
+        validated, or was validated before a resume from a state file that did not keep the scores),
+        ``start_valid_score`` (a DUET started from a trained model: that model's, validated before the first epoch;
+        else None) and ``kept_start`` (whether it validated above every epoch and is the result,
+        :mod:`recbole_duet.starting_model`); after a cloud stage, ``cloud_stage``: the same keys for it, less
+        ``trainer`` and ``data``.
     """
     if state_file is not None and not saved:
         raise ValueError("run_experiment: a state_file needs saved=True (a resumed training tests its best checkpoint)")
@@ -201,6 +205,9 @@ def _train_and_test(config, saved, state_file):
     if state_file is not None and not keeps_training_state(trainer):
         logger.warning(f"{type(trainer).__name__} has its own training loop: no per-epoch training state is kept")
         state_file = None
+    starting_model = None
+    if starts_from_trained_model(config) and valid_data and trainer.eval_step > 0:
+        starting_model = StartingModel(trainer, train_data, valid_data, config["show_progress"])
     resumed_seconds, valid_scores = 0.0, {}
     if state_file is not None and os.path.isfile(state_file):
         resumed_seconds, valid_scores = resume_training_state(trainer, train_data, state_file)
@@ -225,6 +232,13 @@ def _train_and_test(config, saved, state_file):
             show_progress=config["show_progress"],
             callback_fn=after_validation,
         )
+    kept_start = starting_model is not None and starting_model.keep_if_better(trainer, saved)
+    if kept_start:
+        best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+        logger.info(
+            set_color("starting model kept", "green")
+            + f": no epoch validated above the model the training started from ({best_valid_score:.4f})"
+        )
     fit_seconds = resumed_seconds + time.perf_counter() - fit_start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     best_valid_score = float(best_valid_score)
@@ -247,4 +261,6 @@ def _train_and_test(config, saved, state_file):
         "resumed_seconds": resumed_seconds,
         "epochs": len(trainer.train_loss_dict),
         "valid_curve": [valid_scores.get(epoch) for epoch in range(len(trainer.train_loss_dict))],
+        "start_valid_score": None if starting_model is None else starting_model.valid_score,
+        "kept_start": kept_start,
     }

@@ -123,8 +123,12 @@ def test_learning_rate_grid_layers_baseline_and_paired_statistics(harness):
     for record in records:
         assert record["wall_seconds"] > record["epoch_seconds"] > 0 and record["stopped_early"] is False
         assert len(record["training_valid_curve"]) == record["epochs"]
-        if record["model"] in ("SASRec", "DUET-SASRec", "Layers-SASRec"):  # the trained model: its own curve's best
-            assert max(record["training_valid_curve"]) == pytest.approx(record["valid"]["ndcg@10"], abs=1e-4)
+        if record["model"] in ("SASRec", "DUET-SASRec", "Layers-SASRec"):  # the trained model: its own curve's best,
+            curve, start = record["training_valid_curve"], record["training_start_valid"]  # or the model it started from
+            assert (start is not None) == (record["model"] == "DUET-SASRec")  # cloud first: the generator stage's start
+            assert record["kept_starting_model"] == (start is not None and start > max(curve))
+            best = max(curve + ([start] if start is not None else []))
+            assert best == pytest.approx(record["valid"]["ndcg@10"], abs=1e-4)
         with np.load(out / record["per_user_file"]) as per_user:
             assert len(per_user["users"]) == len(set(per_user["users"])) == 30  # every tiny user, once
             for metric in ("ndcg@10", "recall@10"):

@@ -9,6 +9,7 @@ import torch
 from recbole_duet.cloud_first import trains_cloud_first
 from recbole_duet.config import Config
 from recbole_duet.deploy.export import load_trained_model
+from recbole_duet import quick_start
 from recbole_duet.quick_start import run_experiment, run_recbole_duet
 
 
@@ -26,7 +27,10 @@ def saved_config(path):
 
 
 @pytest.mark.parametrize("backbone", ["SASRec", "GRU4Rec"])
-def test_the_generator_learns_on_the_cloud_model_the_first_stage_kept(tiny_config_dict, run_dir, backbone):
+def test_the_generator_learns_on_the_cloud_model_the_first_stage_kept(tiny_config_dict, run_dir, backbone, monkeypatch):
+    # the best epoch even where the cloud model validates above it (tests/test_starting_model.py), so the generator's
+    # learning shows in the run's model
+    monkeypatch.setattr(quick_start, "starts_from_trained_model", lambda config: False)
     run = cloud_first_run(tiny_config_dict, backbone=backbone)
     (cloud_file,) = cloud_files(run_dir)
     cloud = torch.load(cloud_file, weights_only=True)
