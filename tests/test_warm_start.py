@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import build_pipeline, write_atomic_dataset
 
+from recbole_duet import quick_start
 from recbole_duet.config import Config
 from recbole_duet.errors import CheckpointError, ConfigError
-from recbole_duet import quick_start
 from recbole_duet.quick_start import run_experiment
 
 
