@@ -73,8 +73,9 @@ setup(
         "hyper": HYPER_REQUIRES,
         # recbole-duet export / serve and the device runtime (recbole_duet.device needs onnxruntime only).
         "serve": SERVE_REQUIRES,
-        # The deployment tests fuzz a live server with hypothesis through httpx.
-        "test": ["pytest>=7", "hypothesis>=6", *BENCH_REQUIRES, *HYPER_REQUIRES, *SERVE_REQUIRES],
+        # The deployment tests fuzz a live server with hypothesis through httpx; the batcher's run on looptime's
+        # fake-clock event loop, so that a busy machine cannot move a batch's departure.
+        "test": ["pytest>=7", "hypothesis>=6", "looptime>=0.9", *BENCH_REQUIRES, *HYPER_REQUIRES, *SERVE_REQUIRES],
     },
     entry_points={
         "console_scripts": ["recbole-duet=recbole_duet.cli:main", "recbole-duet-hyper=recbole_duet.cli:hyper_main"]

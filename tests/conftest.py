@@ -112,3 +112,22 @@ def build_pipeline(config_dict, model="DUET", dataset="tiny"):
     config = Config(model=model, dataset=dataset, config_dict=config_dict)
     _, loaders, model = prepare_experiment(config)
     return config, loaders, model
+
+
+def assert_consistent_metrics(metrics, one_target_per_user=False):
+    """What RecBole's metrics must satisfy whatever the model learned: each in [0, 1] (NaN fails), MRR@k <= Hit@k,
+    NDCG@k <= Hit@k, Recall@k and Precision@k at most Hit@k, LogLoss positive; and with one target per user
+    (leave-one-out) Recall@k equals Hit@k and Precision@k is Hit@k / k."""
+    assert metrics, "no metrics"
+    for name, value in metrics.items():
+        assert (value > 0) if name == "logloss" else (0.0 <= value <= 1.0), (name, value)
+    for name, hit in metrics.items():
+        if not name.startswith("hit@"):
+            continue
+        k = name.split("@")[1]
+        for bounded in ("mrr", "ndcg", "recall", "precision"):
+            assert metrics.get(f"{bounded}@{k}", 0.0) <= hit + 1e-9, (bounded, k, metrics)
+        if one_target_per_user:
+            assert metrics.get(f"recall@{k}", hit) == pytest.approx(hit, abs=1e-4), metrics
+            if f"precision@{k}" in metrics:
+                assert metrics[f"precision@{k}"] == pytest.approx(hit / int(k), abs=1e-4), metrics

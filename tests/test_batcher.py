@@ -1,13 +1,13 @@
 """The micro-batcher's scheduling, without a server: when a batch goes, what it holds, and that every request
 gets its own payloads. The generator is a stand-in whose payload is the window itself, so each answer can be
-traced back to its request; generous time limits (seconds against a 5 s wait) keep the tests steady on a
-loaded machine."""
+traced back to its request. The event loop runs on a fake clock (looptime): its sleeps and waits take no real
+time, a batch's departure is read off that clock exactly, and a busy machine changes nothing a test sees."""
 
 import asyncio
 import json
 import threading
-import time
 
+import looptime
 import numpy as np
 import pytest
 
@@ -40,18 +40,32 @@ def ids_of(codec, text):
     return payload["dtype"], codec.decode(payload)["ids"][0].astype(int).tolist()
 
 
+class Departures:
+    """The fake-clock time at which each batch went (the batcher's ``on_batch`` hook runs on the loop, before the
+    generator is called)."""
+
+    def __init__(self):
+        self.times = []
+
+    def __call__(self, size):
+        self.times.append(asyncio.get_running_loop().time())
+
+
 def run_with(batcher, scenario):
-    """Run ``scenario(batcher)`` on a fresh event loop with the batcher started; return its result and seconds."""
+    """Run ``scenario(batcher)`` on a fresh fake-clock event loop (time 0 at the start) with the batcher started."""
 
     async def main():
         batcher.start()
-        start = time.monotonic()
         try:
-            return await scenario(batcher), time.monotonic() - start
+            return await scenario(batcher)
         finally:
             await batcher.stop()
 
-    return asyncio.run(main())
+    loop = looptime.new_event_loop(start=0)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 async def reading(batcher, seconds, windows=None):
@@ -63,11 +77,11 @@ async def reading(batcher, seconds, windows=None):
 
 
 def test_a_lone_request_does_not_wait_for_company():
-    generator = WindowEcho()
-    (payloads, elapsed) = run_with(
-        MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), lambda b: b.submit([[3, 4]], "float32")
+    generator, departures = WindowEcho(), Departures()
+    payloads = run_with(
+        MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS, on_batch=departures), lambda b: b.submit([[3, 4]], "float32")
     )
-    assert elapsed < 1 and generator.calls == [1]
+    assert departures.times == [0] and generator.calls == [1]
     assert ids_of(generator.codec, payloads[0]) == ("float32", [3, 4, 0])
 
 
@@ -82,27 +96,27 @@ def test_requests_queued_while_the_generator_runs_share_its_next_call():
         generator.release.set()
         return await asyncio.gather(first, *later)
 
-    answers, elapsed = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
-    assert generator.calls == [1, 5] and elapsed < 2
+    answers = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
+    assert generator.calls == [1, 5]
     assert [ids_of(generator.codec, payloads[0])[1][0] for payloads in answers] == [1, 10, 11, 12, 13, 14]
 
 
 def test_a_batch_waits_for_a_request_being_read_and_goes_when_it_is_queued():
-    generator = WindowEcho()
+    generator, departures = WindowEcho(), Departures()
 
     async def scenario(batcher):
         slow = asyncio.ensure_future(reading(batcher, 0.3, [[7]]))
         await asyncio.sleep(0)
         return await asyncio.gather(batcher.submit([[5]], "float32"), slow)
 
-    answers, elapsed = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
+    answers = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS, on_batch=departures), scenario)
     assert generator.calls == [2]
-    assert 0.3 <= elapsed < 2  # it went when the slow request arrived, not at the 5 s bound
+    assert departures.times == [pytest.approx(0.3)]  # it went when the slow request arrived, not at the 5 s bound
     assert [ids_of(generator.codec, payloads[0])[1][0] for payloads in answers] == [5, 7]
 
 
 def test_the_wait_for_requests_being_read_is_bounded():
-    generator = WindowEcho()
+    generator, departures = WindowEcho(), Departures()
 
     async def scenario(batcher):
         stuck = asyncio.ensure_future(reading(batcher, 3))
@@ -111,24 +125,25 @@ def test_the_wait_for_requests_being_read_is_bounded():
         stuck.cancel()
         return answer
 
-    _, elapsed = run_with(MicroBatcher(generator, max_wait_ms=200), scenario)
-    assert generator.calls == [1] and 0.2 <= elapsed < 1.5
+    run_with(MicroBatcher(generator, max_wait_ms=200, on_batch=departures), scenario)
+    assert generator.calls == [1] and departures.times == [pytest.approx(0.2)]  # not at the stuck read's 3 s
 
 
 def test_a_full_batch_goes_at_once_even_while_requests_are_being_read():
-    generator = WindowEcho()
+    generator, departures = WindowEcho(), Departures()
 
     async def scenario(batcher):
         stuck = asyncio.ensure_future(reading(batcher, 10))
         await asyncio.sleep(0)
         first = asyncio.ensure_future(batcher.submit([[1]], "float32"))
-        await asyncio.sleep(0.1)  # the batch is waiting for the request being read
+        await asyncio.sleep(0.1)
+        assert departures.times == []  # the batch is waiting for the request being read
         answers = await asyncio.gather(first, *(batcher.submit([[i]], "float32") for i in range(2, 5)))
         stuck.cancel()
         return answers
 
-    _, elapsed = run_with(MicroBatcher(generator, max_batch=4, max_wait_ms=LONG_WAIT_MS), scenario)
-    assert generator.calls == [4] and elapsed < 2
+    run_with(MicroBatcher(generator, max_batch=4, max_wait_ms=LONG_WAIT_MS, on_batch=departures), scenario)
+    assert generator.calls == [4] and departures.times == [pytest.approx(0.1)]  # full: gone at once
 
 
 def test_a_request_larger_than_a_batch_runs_alone_and_is_never_split():
@@ -137,7 +152,7 @@ def test_a_request_larger_than_a_batch_runs_alone_and_is_never_split():
     async def scenario(batcher):
         return await asyncio.gather(batcher.submit([[i] for i in range(1, 7)], "float32"), batcher.submit([[9]], "float32"))
 
-    (big, small), _ = run_with(MicroBatcher(generator, max_batch=4), scenario)
+    big, small = run_with(MicroBatcher(generator, max_batch=4), scenario)
     assert generator.calls == [6, 1]
     assert [ids_of(generator.codec, text)[1][0] for text in big] == [1, 2, 3, 4, 5, 6]
 
@@ -157,7 +172,7 @@ def test_each_request_gets_its_own_rows_in_the_dtype_it_asked_for():
         await first
         return await asyncio.gather(*mixed)
 
-    answers, _ = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
+    answers = run_with(MicroBatcher(generator, max_wait_ms=LONG_WAIT_MS), scenario)
     assert generator.calls == [1, 5]
     assert [[ids_of(generator.codec, text) for text in payloads] for payloads in answers] == [
         [("float32", [2, 3, 0]), ("float32", [4, 0, 0])],
@@ -179,5 +194,5 @@ def test_a_request_that_would_overfill_the_queue_is_refused():
         generator.release.set()
         return await asyncio.gather(first, queued)
 
-    answers, _ = run_with(MicroBatcher(generator, max_queue=2), scenario)
+    answers = run_with(MicroBatcher(generator, max_queue=2), scenario)
     assert [len(payloads) for payloads in answers] == [1, 2]

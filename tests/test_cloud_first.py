@@ -12,6 +12,8 @@ from recbole_duet.config import Config
 from recbole_duet.deploy.export import load_trained_model
 from recbole_duet.quick_start import run_experiment, run_recbole_duet
 
+pytestmark = pytest.mark.kernel_sensitive
+
 
 def cloud_first_run(config_dict, state_file=None, **overrides):
     config = Config(model="DUET", dataset="tiny", config_dict={**config_dict, "epochs": 2, **overrides})

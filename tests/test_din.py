@@ -12,6 +12,8 @@ from recbole_duet.errors import DatasetNotFoundError
 from recbole_duet.model import DUETDIN
 from recbole_duet.model.din_head import item_feature_embedding
 
+pytestmark = pytest.mark.kernel_sensitive
+
 FULL_SORT = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}
 
 

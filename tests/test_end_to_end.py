@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import build_pipeline
+from conftest import assert_consistent_metrics, build_pipeline, write_atomic_dataset
 from recbole.utils import init_seed
 
 from recbole_duet import run_recbole_duet
@@ -22,7 +22,7 @@ def assert_ranking_result(result):
     assert set(result) == RESULT_KEYS
     for metrics in (result["best_valid_result"], result["test_result"]):
         assert {"recall@10", "mrr@10", "ndcg@10", "hit@10", "precision@10"} <= set(metrics)
-        assert all(0.0 <= value <= 1.0 for value in metrics.values())
+        assert_consistent_metrics(metrics, one_target_per_user=True)  # leave-one-out: one target per user
 
 
 @pytest.mark.parametrize(
@@ -125,3 +125,28 @@ def test_ml_100k_smoke_run_with_tiny_dimensions(tiny_config_dict):
     result = run_recbole_duet(model="DUET", dataset="ml-100k", config_dict=config_dict)
     assert_ranking_result(result)
     assert result["test_result"]["recall@10"] > 0.01  # well above random (10 / 1682 items)
+
+
+def write_successor_dataset(root, n_users=120, n_items=30):
+    """Every user walks the items in order from a random start (item i is always followed by item i + 1, cyclic):
+    the next item is known from the last one, while popularity is spread almost evenly over the items."""
+    folder = os.path.join(root, "successor")
+    os.makedirs(folder, exist_ok=True)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user in range(n_users):
+        start = (user * 7) % n_items
+        lines += [f"u{user}\ti{(start + step) % n_items + 1}\t{step}" for step in range(6 + user % 5)]
+    with open(os.path.join(folder, "successor.inter"), "w", encoding="utf-8") as file:
+        file.write("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("model, overrides", [("SASRec", {}), ("DUET", {"backbone": "SASRec"}), ("DUET", {"backbone": "GRU4Rec"})])
+def test_a_trained_model_beats_popularity_where_the_next_item_follows_from_the_last(tiny_config_dict, tmp_path, model, overrides):
+    config_dict = {
+        **tiny_config_dict, "data_path": write_successor_dataset(str(tmp_path / "data")), "epochs": 30,
+        "learning_rate": 0.01, "stopping_step": 30, "metrics": ["Hit", "NDCG"], "valid_metric": "NDCG@10",
+    }
+    popularity = run_recbole_duet(model="Pop", dataset="successor", config_dict=config_dict)["test_result"]
+    trained = run_recbole_duet(model=model, dataset="successor", config_dict={**config_dict, **overrides})["test_result"]
+    assert trained["ndcg@10"] > 0.8 and trained["ndcg@10"] > 2 * popularity["ndcg@10"], (trained, popularity)

@@ -11,6 +11,8 @@ from recbole_duet import run_recbole_duet
 from recbole_duet.model.duet import cut_at_prefix
 from recbole_duet.model.finetune import finetune_all_parameters, mean_over_pairs, window_training_pairs
 
+pytestmark = pytest.mark.kernel_sensitive
+
 
 def test_window_training_pairs_are_the_window_items_after_some_history():
     item_seq = torch.tensor([[5, 6, 7, 8, 9, 0], [3, 4, 0, 0, 0, 0], [2, 0, 0, 0, 0, 0]])

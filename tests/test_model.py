@@ -7,6 +7,8 @@ from conftest import assert_device_parameters_equal, build_pipeline
 
 from recbole_duet.model.layers import realtime_window
 
+pytestmark = pytest.mark.kernel_sensitive
+
 
 def one_batch(loader):
     return next(iter(loader))

@@ -20,6 +20,8 @@ from recbole_duet.errors import CheckpointError
 from recbole_duet.model import DUET
 from recbole_duet.trainer import get_trainer
 
+pytestmark = pytest.mark.kernel_sensitive
+
 # --- Checkpoints -----------------------------------------------------------------------------------------
 
 

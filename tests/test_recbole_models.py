@@ -11,6 +11,7 @@ import os
 import random
 
 import pytest
+from conftest import assert_consistent_metrics
 from recbole.utils import ModelType
 
 from recbole_duet import run_recbole_duet
@@ -146,8 +147,8 @@ def test_every_recbole_model_trains_one_epoch_through_the_runner(every_data_path
             run_recbole_duet(model=name, dataset="every", config_dict=config_dict)
         return
     result = run_recbole_duet(model=name, dataset="every", config_dict=config_dict)
-    assert result["test_result"], result
-    assert all(isinstance(value, float) for value in result["test_result"].values())
+    assert_consistent_metrics(result["test_result"])
+    assert_consistent_metrics(result["best_valid_result"])
 
 
 def test_pretrained_s3rec_finetunes_from_its_pretraining_checkpoint(every_data_path, run_dir):

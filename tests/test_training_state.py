@@ -12,6 +12,8 @@ from recbole_duet.quick_start import run_experiment
 from recbole_duet.trainer import get_trainer
 from recbole_duet.training_state import keeps_training_state
 
+pytestmark = pytest.mark.kernel_sensitive
+
 
 def train(config_dict, state_file, epochs, model="DUET"):
     config = Config(model=model, dataset="tiny", config_dict={**config_dict, "epochs": epochs})

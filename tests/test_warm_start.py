@@ -10,6 +10,8 @@ from recbole_duet.config import Config
 from recbole_duet.errors import CheckpointError, ConfigError
 from recbole_duet.quick_start import run_experiment
 
+pytestmark = pytest.mark.kernel_sensitive
+
 
 def trained_checkpoint(config_dict, model, **overrides):
     """Train ``model`` for one epoch; return the path of its best checkpoint."""
@@ -75,11 +77,17 @@ def test_a_frozen_backbone_gets_no_gradient_and_does_not_move(tiny_config_dict, 
 
 
 def test_an_unfrozen_backbone_keeps_learning(tiny_config_dict, sasrec_checkpoint):
+    """One plain SGD step moves the loaded backbone's item table by exactly -lr x its (non-zero) gradient."""
     settings = duet_settings(tiny_config_dict, sasrec_checkpoint)
     _, (train_data, _, _), model = build_pipeline(settings)
     model.train()
     sum(model.calculate_loss(next(iter(train_data)))).backward()
-    assert model.backbone.item_embedding.weight.grad is not None
+    table = model.backbone.item_embedding.weight
+    loaded, gradient = table.detach().clone(), table.grad.detach().clone()
+    assert gradient.abs().sum() > 0
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    assert not torch.equal(table.detach(), loaded)
+    torch.testing.assert_close(table.detach(), loaded - 0.5 * gradient, atol=1e-7, rtol=0)
 
 
 def test_a_checkpoint_of_another_model_is_refused(tiny_config_dict):
