@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import torch
+from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.evaluator.metrics import NDCG, Recall
 
 PER_USER_METRICS = {"ndcg@10": (NDCG, 10), "recall@10": (Recall, 10)}
@@ -19,16 +20,21 @@ def evaluate_per_user(trainer, eval_data):
     """Evaluate the trainer's current model on ``eval_data``.
 
     Returns:
-        tuple: RecBole's result dict, and ``{"users": ids, "<metric>": per-user values}`` as numpy arrays, rows
-        in the evaluation order (each row one user).
+        tuple: RecBole's result dict, and ``{"users": ids, "<metric>": per-row values}`` as numpy arrays, rows
+        in the evaluation order (a row is one scored case: a user, or one test interaction of a sequential model
+        under full sort, so a user id repeats when a time split gives a user several).
     """
     uid_field = trainer.config["USER_ID_FIELD"]
     collector, evaluator = trainer.eval_collector, trainer.evaluator
     users, structs = [], []
 
     def collect(scores, interaction, positive_u, positive_i):
-        # Full-sort batches hold one row per user; sampled (uniN) ones a contiguous block of rows per user.
-        users.append(torch.unique_consecutive(interaction[uid_field]).cpu())
+        # A full-sort batch scores each of its rows (a user, or for a sequential model one test interaction: under
+        # a time split a user has several); a sampled (uniN) batch scores each user once, over a block of rows.
+        if isinstance(eval_data, FullSortEvalDataLoader):
+            users.append(interaction[uid_field].cpu())
+        else:
+            users.append(torch.unique_consecutive(interaction[uid_field]).cpu())
         return collect.original(scores, interaction, positive_u, positive_i)
 
     def evaluate(struct):

@@ -53,11 +53,12 @@ import shutil
 import sys
 import time
 
-import torch
-import yaml
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import recbole_duet  # noqa: E402,F401  (before torch: it chooses OpenMP's wait policy, recbole_duet.threads)
+import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from adaptation import measure_adaptation  # noqa: E402
 from per_user import evaluate_per_user, save_per_user  # noqa: E402

@@ -31,6 +31,28 @@ def test_compare_pools_paired_differences_over_seeds():
     assert low < 0.125 < high
 
 
+def test_a_user_with_several_cases_is_resampled_whole():
+    """Time split: user 1 has three cases that all gain 1, user 2 one case that gains 0. Per case the mean is 0.75,
+    per user 0.5; resampling users (never single cases) gives the means 1 (user 1 twice), 0.75 and 0 (user 2
+    twice), each of the extremes with probability 1/4, so both bounds of the 95% interval are extremes."""
+    first = {1: run([1, 1, 1, 2], [1.0, 1.0, 1.0, 0.0])}
+    second = {1: run([1, 1, 1, 2], [0.0, 0.0, 0.0, 0.0])}
+    result = compare(first, second, "ndcg@10")
+    assert result["mean_difference"] == pytest.approx(0.75) and result["per_user_mean_difference"] == pytest.approx(0.5)
+    assert (result["users"], result["cases"]) == (2, 4)
+    assert result["ci95"] == pytest.approx((0.0, 1.0)) and result["per_user_ci95"] == pytest.approx((0.0, 1.0))
+    assert result["p_value"] == pytest.approx(stats.ttest_1samp([1.0, 0.0], 0.0).pvalue, nan_ok=True)
+
+
+def test_the_users_cases_need_not_be_adjacent_and_keep_their_user():
+    first = {1: run([2, 1, 2, 1], [0.5, 1.0, 0.5, 0.0])}
+    second = {1: run([2, 1, 2, 1], [0.0, 0.0, 0.0, 0.0])}
+    result = compare(first, second, "ndcg@10")
+    assert result["per_user_mean_difference"] == pytest.approx((0.5 + 0.5) / 2)  # user 2: 0.5, user 1: 0.5
+    low, high = result["per_user_ci95"]
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5)  # both users' means are 0.5
+
+
 def test_runs_over_different_users_cannot_be_paired():
     with pytest.raises(ValueError, match="different users"):
         compare({1: run([1, 2], [0.0, 1.0])}, {1: run([2, 1], [0.0, 1.0])}, "ndcg@10")

@@ -49,6 +49,12 @@ def cut_at_prefix(item_seq, prefix_len):
     return item_seq * (torch.arange(item_seq.size(1), device=item_seq.device) < prefix_len.unsqueeze(1))
 
 
+def _only_where(has_window, gate, bias_delta):
+    """``gate`` (or ones) with the rows of devices without a window zeroed: their update vanishes, weight and bias."""
+    keep = has_window.unsqueeze(1).to(bias_delta.dtype).expand_as(bias_delta)
+    return keep if gate is None else gate * keep
+
+
 class DUETBase(SequentialRecommender):
     """The backbone-independent half of DUET: the real-time window settings, PPG and SWA.
 
@@ -64,6 +70,7 @@ class DUETBase(SequentialRecommender):
         self.update_dropout = config["update_dropout"]
         self.generator_lr_scale = config["generator_lr_scale"]
         self.inference = config["duet_inference"]
+        self.param_age = config["duet_param_age"]
         self.finetune_steps = config["finetune_steps"]
         self.finetune_lr = config["finetune_lr"]
         self.finetune_scope = config["finetune_scope"]
@@ -104,11 +111,33 @@ class DUETBase(SequentialRecommender):
         rest = [parameter for parameter in self.parameters() if id(parameter) not in generator_ids]
         return [{"params": rest}, {"params": generator_parameters, "lr": learning_rate * self.generator_lr_scale}]
 
-    def _generate(self, window, window_len):
-        """Cloud side of DUET: real-time windows ``[B, W, d]`` -> one :class:`GeneratedLayer` per dynamic layer."""
+    def window_end(self, item_seq_len):
+        """Where each device's real-time window ends, and which devices have one.
+
+        A deployed device keeps the parameters of its last request while its history moves on. Evaluating with
+        ``duet_param_age: k`` reproduces that: the generator reads the window as it was ``k`` interactions before
+        the scored one (its ``k`` newest items hidden), while the static layers read the whole history. A device
+        with no interaction that old keeps the global layers. Training always reads the current window.
+
+        Returns:
+            tuple: the window's end ``[B]`` (at least 1, a valid history length) and ``[B]`` booleans, whether the
+            device had a window then (None when every device has: no age applied).
+        """
+        if self.training or self.param_age == 0:
+            return item_seq_len, None
+        end = item_seq_len - self.param_age
+        return end.clamp(min=1), end > 0
+
+    def _generate(self, window, window_len, has_window=None):
+        """Cloud side of DUET: real-time windows ``[B, W, d]`` -> one :class:`GeneratedLayer` per dynamic layer.
+
+        ``has_window`` (from :meth:`window_end`): devices marked False get no update, i.e. the global layers.
+        """
         updates = self.generator(window, window_len)
         gates = self.stabilizer(window, window_len) if self.stabilizer is not None else [None] * len(updates)
         gates = [self._drop_update_units(gate, bias) for (_, bias), gate in zip(updates, gates)]
+        if has_window is not None:
+            gates = [_only_where(has_window, gate, bias) for (_, bias), gate in zip(updates, gates)]
         return [GeneratedLayer(weight, bias, gate) for (weight, bias), gate in zip(updates, gates)]
 
     def _drop_update_units(self, gate, bias_delta):
@@ -166,14 +195,15 @@ class DUET(DUETBase):
 
         ``fixed_inputs``: the window's vectors enter detached, so no gradient flows back into the backbone.
         """
+        end, has_window = self.window_end(item_seq_len)
         if self.states_tap is None:
-            window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
+            window, window_len = realtime_window(item_seq, end, self.realtime_window_size)
             window_vectors = self.backbone.item_embedding(window)
         else:
             if states is None:
                 _, states = self.represent(item_seq, item_seq_len)
-            window_vectors, window_len = realtime_window(states, item_seq_len, self.realtime_window_size)
-        return self._generate(window_vectors.detach() if fixed_inputs else window_vectors, window_len)
+            window_vectors, window_len = realtime_window(states, end, self.realtime_window_size)
+        return self._generate(window_vectors.detach() if fixed_inputs else window_vectors, window_len, has_window)
 
     def personalised_parameters(self, item_seq, item_seq_len):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""

@@ -43,9 +43,10 @@ class DUETDIN(DUETBase):
 
     def generate(self, user, item_seq, item_seq_len):
         """Each device's generated MLP layers, from its real-time window embedded with DIN's item features."""
-        window, window_len = realtime_window(item_seq, item_seq_len, self.realtime_window_size)
+        end, has_window = self.window_end(item_seq_len)
+        window, window_len = realtime_window(item_seq, end, self.realtime_window_size)
         window_emb = item_feature_embedding(self.backbone, user, window) * (window > 0).unsqueeze(-1)
-        return self._generate(window_emb, window_len)
+        return self._generate(window_emb, window_len, has_window)
 
     def finetuned_parameters(self, user, item_seq, item_seq_len):
         """The fine-tuning baseline: each device's MLP after SGD on its own window.

@@ -73,6 +73,7 @@ DUET_KEYS = {
     "update_dropout": _probability_below_one(),
     "generator_lr_scale": _positive_number(),
     "duet_inference": _one_of(INFERENCE_MODES),
+    "duet_param_age": _integer_at_least(0),
     "duet_activation": _one_of(ACTIVATIONS),
     "finetune_steps": _integer_at_least(1),
     "finetune_lr": _positive_number(),
