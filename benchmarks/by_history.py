@@ -1,15 +1,18 @@
-"""Which users a difference comes from: a suite's paired comparisons split by the length of each test user's history.
+"""Which test cases a difference comes from: a suite's paired comparisons split by the length of each test case's
+history and, under a time split, by whether its user is new.
 
     python benchmarks/by_history.py --folder benchmarks/results/beauty-seq-standard --data-path ../shared/data \\
         --pairs DUET-SASRec:SASRec DUET-SASRec:Layers-SASRec DUET-GRU4Rec:GRU4Rec DUET-GRU4Rec:Layers-GRU4Rec \\
         --out benchmarks/results/by-history-beauty-seq.json
 
-A test user's history is every interaction but the test one. When it holds no more items than DUET's real-time
-window (``realtime_window``, 10 by default), the generator reads exactly what the backbone reads; only a longer
-history gives the window something of its own, its newest part, as in the paper. The users are split at
-``--edges`` (default: the window), and each stratum gets the paired comparison the harness reports (mean
-difference, 95% bootstrap CI over users resampled within each seed, paired t-test), over the seeds both models
-have. Prints a markdown table and writes it as JSON.
+A test case's history is every interaction of its user before it (under leave-one-out: all but the test one).
+When it holds no more items than DUET's real-time window (``realtime_window``, 10 by default), the generator
+reads exactly what the backbone reads; only a longer history gives the window something of its own, its newest
+part, as in the paper. The cases are split at ``--edges`` (default: the window). Under a time split a user is
+*new* when none of their interactions came before the time boundary (the cloud model never saw them), else
+*returning*; those two strata are added. Each stratum gets the paired comparison the harness reports (mean
+difference, 95% bootstrap CI over users resampled whole within each seed, paired t-test over users), over the
+seeds both models have. Prints a markdown table and writes it as JSON.
 """
 
 import argparse
@@ -29,8 +32,10 @@ METRICS = ["ndcg@10", "recall@10"]
 DEFAULT_WINDOW = 10  # DUET.yaml's realtime_window
 
 
-def history_lengths(record, data_path):
-    """Per internal user id, the number of interactions before the test one, in the dataset ``record`` ran on."""
+def case_histories(record, data_path, users):
+    """Per test case of ``record``'s split (in evaluation order, whose user ids ``users`` are checked): how many
+    interactions its user had before it, and whether its user had any before the time boundary (always, under
+    leave-one-out)."""
     from recbole.data import create_dataset
 
     from recbole_duet.config import Config
@@ -38,8 +43,19 @@ def history_lengths(record, data_path):
     settings = {**record["config"], "data_path": data_path, "state": "WARNING"}
     config = Config(model=record["backbone"], dataset=record["dataset"], config_dict=settings)
     dataset = create_dataset(config)
-    users = np.asarray(dataset.inter_feat[dataset.uid_field])
-    return np.bincount(users, minlength=dataset.user_num) - 1
+    raw_users = np.asarray(dataset.inter_feat[dataset.uid_field])
+    if "TS" not in config["eval_args"]["split"]:  # leave-one-out: each user's last interaction is its one case
+        lengths = np.bincount(raw_users, minlength=dataset.user_num) - 1
+        return lengths[users], np.ones(len(users), dtype=bool)
+    raw_times = np.asarray(dataset.inter_feat[dataset.time_field])
+    test = dataset.build()[2].inter_feat
+    case_users, case_times = test[dataset.uid_field].numpy(), test[dataset.time_field].numpy()
+    if not np.array_equal(case_users, users):
+        raise ValueError(f"{record['model']}: the per-case file's users are not the rebuilt split's test cases")
+    times_of = {user: np.sort(raw_times[raw_users == user]) for user in np.unique(case_users)}
+    history = np.array([np.searchsorted(times_of[u], t) for u, t in zip(case_users, case_times)])
+    returning = np.array([times_of[u][0] < case_times.min() for u in case_users])
+    return history, returning
 
 
 def strata(edges):
@@ -49,55 +65,60 @@ def strata(edges):
     return [(name, low, high) for name, low, high in zip(names, bounds, bounds[1:])]
 
 
-def restricted(runs, keep):
-    """The per-user arrays of every seed, restricted to the users for whom ``keep(user ids)`` is true."""
-    result = {}
-    for seed, arrays in runs.items():
-        mask = keep(arrays["users"])
-        result[seed] = {key: values[mask] for key, values in arrays.items()}
-    return result
+def restricted(runs, mask):
+    """The per-case arrays of every seed, restricted to the cases where ``mask`` is true."""
+    return {seed: {key: values[mask] for key, values in arrays.items()} for seed, arrays in runs.items()}
 
 
-def split_comparisons(pairs, lengths, edges, metrics=METRICS):
-    """Per pair of run sets ``(first_runs, second_runs)``, rows ``{stratum, users, metric, first, second,
-    mean_difference, ci95, p_value, seeds}``, one per stratum and metric (``users``: the stratum's count per
-    seed; ``first``/``second``: the two models' means there), over the seeds both run sets have. The strata of
-    every pair are bootstrapped in one ``compare_all`` call: comparisons over the same users share its counts."""
+def case_strata(history_length, returning, edges):
+    """``[(name, mask)]`` over the cases: by history length, then new and returning users when both are there."""
+    masks = [(name, (history_length > low) & (history_length <= high)) for name, low, high in strata(edges)]
+    if returning is not None and returning.any() and not returning.all():
+        masks += [("new users", ~returning), ("returning users", returning)]
+    return masks
+
+
+def split_comparisons(pairs, history_length, edges, metrics=METRICS, returning=None):
+    """Per pair of run sets ``(first_runs, second_runs)``, rows ``{stratum, users, cases, metric, first, second,
+    mean_difference, ci95, per_user_mean_difference, per_user_ci95, p_value, seeds}``, one per stratum and metric
+    (``users``/``cases``: the stratum's counts per seed; ``first``/``second``: the two models' means there), over
+    the seeds both run sets have. ``history_length`` and ``returning`` hold one value per case, in the runs' row
+    order. The strata of every pair are bootstrapped in one ``compare_all`` call: comparisons over the same users
+    share its counts."""
     requests, tables = [], []
     for first_runs, second_runs in pairs:
         seeds = sorted(set(first_runs) & set(second_runs))
         rows = []
-        for name, low, high in strata(edges):
-
-            def keep(users, low=low, high=high):
-                return (lengths[users] > low) & (lengths[users] <= high)
-
-            first = restricted({seed: first_runs[seed] for seed in seeds}, keep)
-            second = restricted({seed: second_runs[seed] for seed in seeds}, keep)
-            users = len(first[seeds[0]]["users"]) if seeds else 0
-            for metric in metrics if users else []:
+        for name, mask in case_strata(history_length, returning, edges):
+            first = restricted({seed: first_runs[seed] for seed in seeds}, mask)
+            second = restricted({seed: second_runs[seed] for seed in seeds}, mask)
+            cases = int(mask.sum()) if seeds else 0
+            users = len(np.unique(first[seeds[0]]["users"])) if cases else 0
+            for metric in metrics if cases else []:
                 requests.append((first, second, metric))
                 means = [float(np.concatenate([run[metric] for run in runs.values()]).mean()) for runs in (first, second)]
-                rows.append({"stratum": name, "users": users, "metric": metric, "first": means[0], "second": means[1]})
+                row = {"stratum": name, "users": users, "cases": cases, "metric": metric}
+                rows.append({**row, "first": means[0], "second": means[1]})
         tables.append(rows)
     results = iter(compare_all(requests))
+    keys = ("mean_difference", "ci95", "per_user_mean_difference", "per_user_ci95", "p_value", "seeds")
     for rows in tables:
         for row in rows:
             result = next(results)
-            row.update({key: result[key] for key in ("mean_difference", "ci95", "p_value", "seeds")})
+            row.update({key: result[key] for key in keys})
     return tables
 
 
 def markdown(tables):
     lines = [
-        "| first | second | history (items) | users per seed | metric | first | second | difference [95% CI], p |",
-        "|---|---|---|---|---|---|---|---|",
+        "| first | second | cases | users per seed | cases per seed | metric | first | second | difference [95% CI], p |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (first, second), rows in tables.items():
         for row in rows:
             low, high = row["ci95"]
             lines.append(
-                f"| {first} | {second} | {row['stratum']} | {row['users']} | {row['metric']} | {row['first']:.4f} | "
+                f"| {first} | {second} | {row['stratum']} | {row['users']} | {row['cases']} | {row['metric']} | {row['first']:.4f} | "
                 f"{row['second']:.4f} | {row['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}], p {row['p_value']:.2g} |"
             )
     return "\n".join(lines)
@@ -131,8 +152,10 @@ def main():
     runs = per_user_runs(records, args.folder)
     pairs = parse_pairs(args.pairs, runs)
     edges = sorted(args.edges or [records[0]["config"].get("realtime_window", DEFAULT_WINDOW)])
-    lengths = history_lengths(records[0], args.data_path)
-    tables = dict(zip(pairs, split_comparisons([(runs[first], runs[second]) for first, second in pairs], lengths, edges)))
+    some_run = next(iter(runs[pairs[0][0]].values()))
+    lengths, returning = case_histories(records[0], args.data_path, some_run["users"])
+    run_pairs = [(runs[first], runs[second]) for first, second in pairs]
+    tables = dict(zip(pairs, split_comparisons(run_pairs, lengths, edges, returning=returning)))
     with open(args.out, "w", encoding="utf-8") as file:
         summary = [{"first": first, "second": second, "rows": rows} for (first, second), rows in tables.items()]
         json.dump({"folder": args.folder, "edges": edges, "comparisons": summary}, file, indent=2)

@@ -56,22 +56,32 @@ def paired_comparisons(records, folder):
 
 
 def paired_lines(comparisons):
-    """The markdown section of ``paired_comparisons`` (empty when no record kept per-user metrics)."""
+    """The markdown section of ``paired_comparisons`` (empty when no record kept per-user metrics). Where a user has
+    several test cases (a time split) the per-user mean difference and its CI follow the per-case ones."""
     if not comparisons:
         return []
+    clustered = any(c["cases"] > c["users"] for c in comparisons)
+    per_user = " | per-user mean difference | 95% CI" if clustered else ""
     lines = [
-        "Paired comparisons over the same test users (difference = first - second; 95% bootstrap CI with users "
-        "resampled within each seed, pooled over seeds; p from the paired t-test; ratio of means per seed):",
+        "Paired comparisons over the same test cases (difference = first - second; 95% bootstrap CI with users, each "
+        "with all of its cases, resampled within each seed, pooled over seeds; p from the paired t-test over users' "
+        "mean differences; ratio of means per seed"
+        + ("; per case, then per user, each user weighing the same" if clustered else "")
+        + "):",
         "",
-        "| first | second | metric | mean difference | 95% CI | p | per-seed ratios |",
-        "|---|---|---|---|---|---|---|",
+        f"| first | second | metric | mean difference | 95% CI{per_user} | p | per-seed ratios |",
+        "|---|---|---|---|---|---|---|" + ("---|---|" if clustered else ""),
     ]
     for c in comparisons:
         ratios = ", ".join(f"{seed}: {ratio:.3f}" for seed, ratio in zip(c["seeds"], c["ratios"]))
         low, high = c["ci95"]
+        user_columns = ""
+        if clustered:
+            user_low, user_high = c["per_user_ci95"]
+            user_columns = f" | {c['per_user_mean_difference']:+.4f} | [{user_low:+.4f}, {user_high:+.4f}]"
         lines.append(
             f"| {c['first']} | {c['second']} | {c['metric']} | {c['mean_difference']:+.4f} | "
-            f"[{low:+.4f}, {high:+.4f}] | {c['p_value']:.2g} | {ratios} |"
+            f"[{low:+.4f}, {high:+.4f}]{user_columns} | {c['p_value']:.2g} | {ratios} |"
         )
     return lines + [""]
 

@@ -19,8 +19,8 @@ family sharing one training per seed and learning rate:
   it never depends on DUET's settings (at ``umn_weight: 0`` those layers are only the base of the generated
   update, no cloud model to tune).
 
-Every model gets the same data, split (LS valid_and_test, time-ordered), evaluation, budget and early stopping
-(on valid NDCG@10); DUET's best checkpoint is chosen with its generated layers.
+Every model gets the same data, split (``--protocol``: leave-one-out, or the global time split), evaluation,
+budget and early stopping (on valid NDCG@10); DUET's best checkpoint is chosen with its generated layers.
 
 Learning rate: with ``--lr-grid`` (the standard suite's default) every training of the first seed runs once
 per rate, and each later seed uses the rate whose first-seed run had the best valid NDCG@10 for that training
@@ -56,7 +56,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import recbole_duet  # noqa: E402,F401  (before torch: it chooses OpenMP's wait policy, recbole_duet.threads)
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
@@ -79,8 +78,16 @@ from recbole_duet.config import Config  # noqa: E402
 from recbole_duet.quick_start import run_experiment  # noqa: E402
 from recbole_duet.run_log import plain_metrics  # noqa: E402
 
+# How the data is split (--protocol). leave-one-out: each user's last item is the test case, the one before it the
+# validation case, everything earlier trains. time-split: RecBole's global time split; every interaction after the
+# time that leaves the last 10% of them is a test case, scored with the user's whole history up to it (before and
+# after the boundary), and training and validation targets all come from before it (tests/test_time_split.py).
+PROTOCOLS = {
+    "leave-one-out": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+    "time-split": {"split": {"TS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "full"},
+}
 PROTOCOL = {
-    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+    "eval_args": PROTOCOLS["leave-one-out"],
     "metrics": ["Recall", "MRR", "NDCG", "Hit"],
     "topk": [10],
     "valid_metric": "NDCG@10",
@@ -165,7 +172,7 @@ class Harness:
         return path
 
     def train(self, job, model, overrides, seed, learning_rate):
-        config_dict = {**PROTOCOL, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
+        config_dict = {**self.args.protocol, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
         if learning_rate is not None:
             config_dict["learning_rate"] = learning_rate
         if self.args.data_path:
@@ -371,7 +378,7 @@ def write_report(records, args, plots=True):
     models = reported_models(reported, args.models)
     comparisons = paired_comparisons(reported, args.out)  # the bootstrap is the slow part: once, for text and plot
     table = summary_table(reported, models)
-    settings = {**PROTOCOL, **SUITES[args.suite], **args.overrides}
+    settings = {**args.protocol, **SUITES[args.suite], **args.overrides}
     rates = f" Learning-rate grid (first seed, chosen on valid NDCG@10): {args.lr_grid}." if args.lr_grid else ""
     lines = [
         f"# {args.dataset}, suite '{args.suite}'",
@@ -400,6 +407,7 @@ def write_report(records, args, plots=True):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="leave-one-out", help="how the data is split")
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data-path", default=None)
     parser.add_argument("--seeds", type=int, default=3)
@@ -426,6 +434,7 @@ def parse_args():
     for path in args.config_files:
         with open(path, encoding="utf-8") as file:
             args.overrides.update(yaml.safe_load(file) or {})
+    args.protocol = {**PROTOCOL, "eval_args": PROTOCOLS[args.protocol]}
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     return args
 

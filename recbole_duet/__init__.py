@@ -5,16 +5,9 @@ The training side (``DUET``, ``run_recbole_duet``) needs torch and RecBole; the 
 first use (module ``__getattr__``), installing RecBole's compatibility shims (:mod:`recbole_duet.compat`,
 which imports RecBole) just before; the plugin's Config installs them too, whichever way it is reached.
 So ``import recbole_duet.device`` loads numpy and onnxruntime only.
-
-Importing the package also asks OpenMP for threads that sleep while they wait (:mod:`recbole_duet.threads`):
-that must happen before torch loads, and every entry point imports this package first.
 """
 
 from importlib import import_module
-
-from recbole_duet.threads import prefer_passive_waiting
-
-prefer_passive_waiting()
 
 _LAZY_ATTRIBUTES = {"DUET": "recbole_duet.model", "run_recbole_duet": "recbole_duet.quick_start"}
 

@@ -9,6 +9,8 @@
   each parameter, the generator's included, gets a gradient on every rank and DDP can average them.
 * :class:`ParameterGroupsMixin` (every ``Trainer``): the optimizer takes the model's own parameter groups when
   it has them (DUET's generator at its own learning rate).
+* :class:`BalancedThreadsMixin` (every ``Trainer``): before each training epoch of a single-process run torch
+  gets the cores that no other job is using (:mod:`recbole_duet.threads`).
 * :class:`SafeCheckpointMixin` (trainers using ``Trainer``'s own checkpoint logic; decision trees and others
   keep theirs): checkpoints from :mod:`recbole_duet.checkpoint`, written by rank 0 only; in a distributed run
   rank 0 reads them and hands them to the other ranks, which may sit on machines without the file.
@@ -30,6 +32,7 @@ from recbole_duet.checkpoint import (
 )
 from recbole_duet.distributed import distributed_model, from_rank_zero, is_rank_zero
 from recbole_duet.errors import CheckpointError
+from recbole_duet.threads import balance_threads
 
 
 class DistributedMixin:
@@ -133,13 +136,23 @@ class ParameterGroupsMixin:
         return super()._build_optimizer(**kwargs)
 
 
+class BalancedThreadsMixin:
+    """Balances torch's threads against the machine's other work before every training epoch; a distributed
+    run keeps the split of the cores it started with (:func:`recbole_duet.quick_start.run`)."""
+
+    def _train_epoch(self, *args, **kwargs):
+        if self.config["single_spec"]:
+            balance_threads()
+        return super()._train_epoch(*args, **kwargs)
+
+
 def get_trainer(model_type, model_name):
     """RecBole's trainer class for this model, able to train distributed on CPU, with safe checkpoints where
     it uses Trainer's own."""
     trainer_class = get_recbole_trainer(model_type, model_name)
     if not issubclass(trainer_class, Trainer):
         return trainer_class
-    mixins = (DistributedMixin, ParameterGroupsMixin)
+    mixins = (BalancedThreadsMixin, DistributedMixin, ParameterGroupsMixin)
     if trainer_class._save_checkpoint is Trainer._save_checkpoint:
         mixins = (SafeCheckpointMixin, *mixins)
     return type(trainer_class.__name__, (*mixins, trainer_class), {})

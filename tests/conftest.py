@@ -47,6 +47,22 @@ def write_atomic_dataset(root, name="tiny", n_users=30, n_items=40, min_len=6, m
     return root
 
 
+def write_interleaved_dataset(root, name="clock", n_users=40, n_items=30, seed=1):
+    """Users whose interactions are spread over one shared clock (so the boundary falls inside most histories);
+    returns ``root`` and each user's (time, item) list."""
+    rng = random.Random(seed)
+    folder = os.path.join(root, name)
+    os.makedirs(folder, exist_ok=True)
+    histories, lines = {}, ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user in range(n_users):
+        times = sorted(rng.sample(range(10_000), rng.randint(3, 12)))
+        histories[f"u{user}"] = [(t, f"i{rng.randint(1, n_items)}") for t in times]
+        lines += [f"u{user}\t{item}\t{t}" for t, item in histories[f"u{user}"]]
+    with open(os.path.join(folder, f"{name}.inter"), "w", encoding="utf-8") as file:
+        file.write("\n".join(lines) + "\n")
+    return root, histories
+
+
 @pytest.fixture
 def tiny_data_path(tmp_path):
     return write_atomic_dataset(str(tmp_path / "data"))
@@ -91,8 +107,11 @@ def tiny_config_dict(tiny_data_path, run_dir):
 
 @pytest.fixture(autouse=True)
 def _isolated_process_state(monkeypatch):
-    """RecBole's Config reads --key=value pairs from sys.argv: hide pytest's own arguments from it."""
+    """RecBole's Config reads --key=value pairs from sys.argv: hide pytest's own arguments from it. One torch
+    thread, fixed (so the trainer does not balance threads against the machine's load, which would make a test's
+    arithmetic depend on what else runs)."""
     monkeypatch.setattr(sys, "argv", ["pytest"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
 
 

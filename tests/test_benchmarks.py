@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_MODEL_CONFIG, write_atomic_dataset
+from conftest import TINY_MODEL_CONFIG, write_atomic_dataset, write_interleaved_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["SASRec", "DUET-SASRec", "Base-SASRec", "Finetune-SASRec"]
@@ -337,3 +337,36 @@ def test_only_seeds_outside_the_seeds_is_refused(harness, tmp_path):
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode != 0
     assert "--only-seeds [2022]: not among the --seeds 2 ([2020, 2021])" in completed.stderr
+
+
+def test_the_time_split_protocol_and_the_parameter_age_curve(tmp_path):
+    """The harness under --protocol time-split keeps one row per test interaction (a user has several), and
+    param_age.py scores its DUET at each age: age 0 is the record itself, the global layers are its Base."""
+    data_path, _ = write_interleaved_dataset(str(tmp_path / "data"), n_users=60)
+    overrides = tmp_path / "tiny.yaml"
+    settings = {**TINY_MODEL_CONFIG, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 8,
+                "epochs": 1, "train_batch_size": 64, "state": "WARNING"}
+    overrides.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "clock", "--seeds", "1"]
+    command += ["--protocol", "time-split", "--data-path", data_path, "--models", "DUET-SASRec", "Base-SASRec"]
+    command += ["--config-files", str(overrides), "--out", str(out)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    records = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
+    assert records["DUET-SASRec"]["config"]["eval_args"]["split"] == {"TS": [0.8, 0.1, 0.1]}
+    base = np.load(out / records["Base-SASRec"]["per_user_file"])
+    assert len(base["users"]) > len(np.unique(base["users"]))  # several test interactions per user
+    assert "per-user mean difference" in (out / "results.md").read_text()
+
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "param_age.py"), "--folder", str(out)]
+    command += ["--data-path", data_path, "--ages", "0", "2"]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = {(r["setting"], r["metric"]): r for r in json.loads((out / "param_age.json").read_text())}
+    assert set(rows) == {(s, m) for s in (0, 2, "global") for m in ("ndcg@10", "recall@10")}
+    fresh = rows[0, "ndcg@10"]
+    assert fresh["difference"] == 0 and fresh["ci95"] == [0, 0]
+    assert fresh["mean"] == pytest.approx(records["DUET-SASRec"]["test"]["ndcg@10"], abs=1e-4)
+    assert rows["global", "ndcg@10"]["mean"] == pytest.approx(float(base["ndcg@10"].mean()), abs=1e-6)
+    assert (out / "param_age.md").read_text().count("| DUET-SASRec |") == 6

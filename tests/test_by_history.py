@@ -29,7 +29,7 @@ def test_each_stratum_compares_only_its_users_over_the_shared_seeds():
     lengths = np.array([-1, 3, 12, 7, 15])  # internal user 0 is RecBole's padding
     first = runs([1, 2, 3, 4], {1: [1.0, 0.0, 0.5, 1.0], 2: [0.0, 1.0, 0.0, 0.0], 3: [1.0, 1.0, 1.0, 1.0]})
     second = runs([1, 2, 3, 4], {1: [0.0, 0.0, 0.5, 0.5], 2: [0.0, 0.0, 0.5, 0.0]})
-    (rows,) = split_comparisons([(first, second)], lengths, [10], metrics=["ndcg@10"])
+    (rows,) = split_comparisons([(first, second)], lengths[[1, 2, 3, 4]], [10], metrics=["ndcg@10"])
     short, long = rows
     # 1-10: users 1 and 3 (lengths 3, 7); seeds 1 and 2 (seed 3 has no partner)
     assert short["stratum"] == "1-10" and short["users"] == 2 and short["seeds"] == [1, 2]
@@ -42,10 +42,22 @@ def test_each_stratum_compares_only_its_users_over_the_shared_seeds():
     assert 0.0 <= low <= long["mean_difference"] <= high <= 1.0
 
 
+def test_new_and_returning_users_are_strata_of_their_own():
+    first = runs([1, 1, 2, 3], {1: [1.0, 1.0, 0.0, 0.5]})
+    second = runs([1, 1, 2, 3], {1: [0.0, 0.0, 0.0, 0.0]})
+    returning = np.array([True, True, False, False])
+    (rows,) = split_comparisons([(first, second)], np.array([4, 5, 1, 2]), [10], metrics=["ndcg@10"], returning=returning)
+    by_name = {row["stratum"]: row for row in rows}
+    assert set(by_name) == {"1-10", "new users", "returning users"}
+    assert (by_name["returning users"]["users"], by_name["returning users"]["cases"]) == (1, 2)
+    assert by_name["returning users"]["mean_difference"] == pytest.approx(1.0)
+    assert by_name["new users"]["mean_difference"] == pytest.approx(0.25) and by_name["new users"]["users"] == 2
+
+
 def test_an_empty_stratum_gets_no_row():
     lengths = np.array([-1, 3, 4])
     first = runs([1, 2], {1: [1.0, 0.0]})
-    (rows,) = split_comparisons([(first, first)], lengths, [10], metrics=["ndcg@10"])
+    (rows,) = split_comparisons([(first, first)], lengths[[1, 2]], [10], metrics=["ndcg@10"])
     assert [row["stratum"] for row in rows] == ["1-10"]
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import assert_consistent_metrics, build_pipeline, write_atomic_dataset
+from conftest import assert_consistent_metrics, build_pipeline
 from recbole.utils import init_seed
 
 from recbole_duet import run_recbole_duet

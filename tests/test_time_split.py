@@ -3,30 +3,11 @@ model, checked on a tiny dataset whose users interleave in time: every test case
 earlier interactions, from before and after the boundary, and nothing after the boundary is ever a target that
 the model trains or validates on."""
 
-import os
-import random
-
 import numpy as np
 import pytest
-from conftest import build_pipeline
+from conftest import build_pipeline, write_interleaved_dataset
 
 MAX_LENGTH = 50  # longer than any history here, so a history is never cut
-
-
-def write_interleaved_dataset(root, n_users=40, n_items=30, seed=1):
-    """Users whose interactions are spread over one shared clock (so the boundary falls inside most histories);
-    returns ``root`` and each user's (time, item) list."""
-    rng = random.Random(seed)
-    folder = os.path.join(root, "clock")
-    os.makedirs(folder, exist_ok=True)
-    histories, lines = {}, ["user_id:token\titem_id:token\ttimestamp:float"]
-    for user in range(n_users):
-        times = sorted(rng.sample(range(10_000), rng.randint(3, 12)))
-        histories[f"u{user}"] = [(t, f"i{rng.randint(1, n_items)}") for t in times]
-        lines += [f"u{user}\t{item}\t{t}" for t, item in histories[f"u{user}"]]
-    with open(os.path.join(folder, "clock.inter"), "w", encoding="utf-8") as file:
-        file.write("\n".join(lines) + "\n")
-    return root, histories
 
 
 @pytest.fixture

@@ -1,0 +1,135 @@
+"""How fast generated parameters go stale: each trained DUET of a results folder scored with the parameters a
+device would hold ``k`` interactions after its last request (``duet_param_age: k``), against ``k = 0``.
+
+    python benchmarks/param_age.py --folder benchmarks/results/time-split-beauty-time --data-path ../shared/data
+
+For every DUET record of the folder (at the learning rate chosen on validation) whose model the harness kept
+(``<folder>/models/``), the test cases are scored at each age in ``--ages`` and with the global layers alone (no
+request ever made), each case's metrics kept per case. Paired against ``k = 0`` over the same cases, pooled over
+seeds with users resampled whole (:mod:`paired`), the curve says how long a device may keep its parameters.
+Output: ``<folder>/param_age.json`` and ``param_age.md``; the per-case arrays go to ``<folder>/per_user/``.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from paired import compare_all  # noqa: E402
+from per_user import evaluate_per_user, load_per_user, save_per_user  # noqa: E402
+from report import selected_records  # noqa: E402
+from run import load_records, write_json_atomically  # noqa: E402
+
+from recbole_duet.checkpoint import load_checkpoint  # noqa: E402
+from recbole_duet.config import Config  # noqa: E402
+from recbole_duet.quick_start import prepare_experiment  # noqa: E402
+from recbole_duet.trainer import get_trainer  # noqa: E402
+
+DEFAULT_AGES = [0, 1, 2, 5, 10]
+GLOBAL = "global"  # the global layers: a device that never requested
+METRICS = ["ndcg@10", "recall@10"]
+
+
+def model_file(folder, record):
+    stem = f"{record['dataset']}-{record['model']}-{record['seed']}" + (
+        "" if record.get("learning_rate") is None else f"-lr{record['learning_rate']}"
+    )
+    return os.path.join(folder, "models", f"{stem}.pth")
+
+
+def score_at_ages(record, folder, ages, data_path):
+    """Per-case test metrics of one trained DUET at each age and with its global layers: ``setting -> arrays``.
+    Settings scored before (their per-case file exists) are read back, not scored again."""
+    label = os.path.basename(model_file(folder, record))[: -len(".pth")]
+    files = {setting: os.path.join("per_user", f"{label}-age-{setting}.npz") for setting in [*ages, GLOBAL]}
+    runs = {s: load_per_user(folder, {"per_user_file": f}) for s, f in files.items() if os.path.isfile(os.path.join(folder, f))}
+    if len(runs) == len(files):
+        return runs
+    config_dict = {**record["config"], **({"data_path": data_path} if data_path else {}), "show_progress": False}
+    config = Config(model="DUET", dataset=record["dataset"], config_dict=config_dict)
+    _, (_, _, test_data), model = prepare_experiment(config)
+    model.load_state_dict(load_checkpoint(model_file(folder, record))["state_dict"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    for setting in files:
+        if setting in runs:
+            continue
+        model.inference = "global" if setting == GLOBAL else "generated"
+        model.param_age = 0 if setting == GLOBAL else setting
+        _, per_user = evaluate_per_user(trainer, test_data)
+        save_per_user(folder, f"{label}-age-{setting}", per_user)
+        runs[setting] = per_user
+    return runs
+
+
+def age_curve(folder, ages, data_path):
+    """Rows ``{model, setting, metric, mean, difference to k=0, ci95, per-user difference, per_user_ci95, p}``."""
+    records = [r for r in selected_records(load_records(os.path.join(folder, "results.json"))) if r["model"].startswith("DUET-")]
+    by_model = {}
+    for record in records:
+        if os.path.isfile(model_file(folder, record)):
+            by_model.setdefault(record["model"], {})[record["seed"]] = score_at_ages(record, folder, ages, data_path)
+    requests, keys = [], []
+    for model, seeds in sorted(by_model.items()):
+        for setting in [*ages, GLOBAL]:
+            for metric in METRICS:
+                at_setting = {seed: runs[setting] for seed, runs in seeds.items()}
+                fresh = {seed: runs[0] for seed, runs in seeds.items()}
+                requests.append((at_setting, fresh, metric))
+                keys.append((model, setting, metric, at_setting))
+    rows = []
+    for (model, setting, metric, at_setting), result in zip(keys, compare_all(requests)):
+        cases = sum(len(runs[metric]) for runs in at_setting.values())
+        mean = sum(float(runs[metric].sum()) for runs in at_setting.values()) / cases
+        rows.append(
+            {
+                "model": model, "setting": setting, "metric": metric, "seeds": result["seeds"], "mean": mean,
+                "difference": result["mean_difference"], "ci95": result["ci95"],
+                "per_user_difference": result["per_user_mean_difference"], "per_user_ci95": result["per_user_ci95"],
+                "p_value": result["p_value"], "users": result["users"], "cases": result["cases"],
+            }
+        )
+    return rows
+
+
+def markdown(rows, folder):
+    lines = [
+        f"# Parameter age, {folder}",
+        "",
+        "Each trained DUET scored with the parameters a device would hold k interactions after its last request "
+        "(`duet_param_age: k`; `global`: the global layers, no request). Difference to k = 0 over the same test "
+        "cases, 95% bootstrap CI with users resampled whole within each seed (per case, then per user).",
+        "",
+        "| model | k | metric | mean | - k=0 | 95% CI | per user | 95% CI | p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        (low, high), (user_low, user_high) = row["ci95"], row["per_user_ci95"]
+        lines.append(
+            f"| {row['model']} | {row['setting']} | {row['metric']} | {row['mean']:.4f} | {row['difference']:+.4f} | "
+            f"[{low:+.4f}, {high:+.4f}] | {row['per_user_difference']:+.4f} | [{user_low:+.4f}, {user_high:+.4f}] | "
+            f"{row['p_value']:.2g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", required=True, help="a harness results folder with kept models")
+    parser.add_argument("--data-path", default=None)
+    parser.add_argument("--ages", nargs="+", type=int, default=DEFAULT_AGES)
+    args = parser.parse_args()
+    if 0 not in args.ages:
+        sys.exit("--ages must include 0, the age every other is compared with")
+    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
+    rows = age_curve(args.folder, args.ages, args.data_path)
+    write_json_atomically(os.path.join(args.folder, "param_age.json"), rows)
+    with open(os.path.join(args.folder, "param_age.md"), "w", encoding="utf-8") as file:
+        file.write(markdown(rows, args.folder))
+    print(markdown(rows, args.folder))
+
+
+if __name__ == "__main__":
+    main()
