@@ -34,6 +34,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_duet.compat import install_compatibility
+from recbole_duet.config_checks import check_training_keys, known_keys, warn_about_near_misses
 from recbole_duet.distributed import init_process_group, is_rank_zero
 from recbole_duet.errors import ConfigError, ConfigFileError
 from recbole_duet.model import DUETBase, duet_class
@@ -126,6 +127,9 @@ class Config(RecBoleConfig):
 
     def _get_final_config_dict(self):
         final_config_dict = super()._get_final_config_dict()
+        check_training_keys(final_config_dict)
+        known = known_keys(recbole_properties_dir(), properties_dir()) | set(PLUGIN_DEFAULTS)
+        warn_about_near_misses(self.external_config_dict, known)
         if not isinstance(final_config_dict["detect_anomaly"], bool):
             raise ConfigError("detect_anomaly", final_config_dict["detect_anomaly"], "true or false")
         if (

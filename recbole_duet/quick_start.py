@@ -178,6 +178,7 @@ def run_experiment(config, saved=True, state_file=None):
     _make_output_folders(config)
     init_run_logger(config)
     logger = getLogger()
+    logger.info(training_budget_line(config))
     logger.info(sys.argv)
     logger.info(config)
     if not trains_cloud_first(config):
@@ -192,6 +193,16 @@ def run_experiment(config, saved=True, state_file=None):
     run = _train_and_test(generator_config, saved, state_file)
     run["cloud_stage"] = {key: value for key, value in cloud.items() if key not in ("trainer", "data")}
     return run
+
+
+def training_budget_line(config):
+    """What the run is about to do, first in its log: RecBole's default budget is 300 epochs, which a newcomer
+    starting ``run_recbole_duet.py`` without arguments would not expect."""
+    model = config["model"] + (f"({config['backbone']})" if config["model"] == "DUET" else "")
+    return (
+        f"{model} on {config['dataset']}: up to {config['epochs']} epochs, stopping after {config['stopping_step']} "
+        f"without a better valid {config['valid_metric']} (--epochs=N and --stopping_step=N change them)"
+    )
 
 
 def _train_and_test(config, saved, state_file):

@@ -39,6 +39,11 @@ def write_inter_without_time(root, name="notime"):
         ("missing-config", ["--config_files", "nowhere.yaml"], ["'nowhere.yaml' does not exist"]),
         ("bad-yaml", ["--config_files", "bad.yaml"], ["'bad.yaml' line 3 is not valid yaml"]),
         ("no-time-column", ["--model=SASRec", "--dataset=notime", "--data_path=data"], ["no time column 'timestamp'"]),
+        ("epochs-text", ["--epochs=abc"], ["'abc'", "config key 'epochs'", "an integer >= 1"]),
+        ("epochs-zero", ["--epochs=0"], ["0", "config key 'epochs'", "an integer >= 1"]),
+        ("batch-float", ["--train_batch_size=0.5"], ["config key 'train_batch_size'"]),
+        ("rate-negative", ["--learning_rate=-1"], ["config key 'learning_rate'", "a number > 0"]),
+        ("backbone-case", ["--backbone=gru4rec"], ["'gru4rec'", "'GRU4Rec'", "case-sensitive"]),
     ],
 )
 def test_newcomer_mistakes_end_in_one_line(run_dir, case, args, expected):
@@ -54,6 +59,22 @@ def test_newcomer_mistakes_end_in_one_line(run_dir, case, args, expected):
         assert text in error
     if case == "no-time-column":
         assert os.path.join("data", "notime", "notime.inter") in error
+
+
+def test_a_key_two_edits_from_a_known_one_is_warned_about_by_both_names(run_dir, caplog):
+    Config(model="DUET", dataset="ml-100k", config_dict={"realtime_windw": 5, "my_own_key": 1, "epochs": 2})
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == ["config key 'realtime_windw' is read by neither RecBole nor the plugin: did you mean 'realtime_window'?"]
+
+
+def test_the_log_opens_with_the_training_budget(tiny_config_dict):
+    from recbole_duet.quick_start import training_budget_line
+
+    config = Config(model="DUET", dataset="tiny", config_dict=tiny_config_dict)
+    assert training_budget_line(config) == (
+        "DUET(SASRec) on tiny: up to 1 epochs, stopping after 10 without a better valid MRR@10 "
+        "(--epochs=N and --stopping_step=N change them)"
+    )
 
 
 def test_exlib_models_name_the_package_to_install(monkeypatch, run_dir):

@@ -83,6 +83,9 @@ def check_backbone(name):
     if known and name in BACKBONE_CLASSES:
         return
     supported = f"one of {list(BACKBONE_CLASSES)}"
+    same_but_case = [backbone for backbone in BACKBONE_CLASSES if known and backbone.lower() == name.lower()]
+    if same_but_case:
+        raise ConfigError("backbone", name, f"'{same_but_case[0]}' (backbone names are case-sensitive)")
     refused = known and name in REFUSED_BACKBONES
     raise ConfigError("backbone", name, f"{supported}; {name} is refused: {REFUSED_BACKBONES[name]}" if refused else supported)
 

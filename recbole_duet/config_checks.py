@@ -1,0 +1,82 @@
+"""Checks of the keys a user passes that RecBole itself would take on trust.
+
+RecBole accepts any key: a misspelled one (``--realtime_windw=5``) is silently ignored, and a training key of the
+wrong type (``--epochs=abc``) ends in a traceback from deep inside its trainer, while ``--epochs=0`` trains
+nothing and reports an untrained model. These checks run when the plugin's Config is built.
+"""
+
+import functools
+import glob
+import os
+from logging import getLogger
+
+import yaml
+
+from recbole_duet.errors import ConfigError
+
+# RecBole's training keys that a run cannot do without, and what each must be.
+POSITIVE_INTEGERS = ("epochs", "train_batch_size", "eval_batch_size", "stopping_step", "MAX_ITEM_LIST_LENGTH")
+POSITIVE_NUMBERS = ("learning_rate",)
+# Keys the command line and the runner read besides the yaml files' (distributed training, data location).
+RUNNER_KEYS = ("model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "group_offset", "offset")
+MAX_EDIT_DISTANCE = 2
+
+
+def _is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_training_keys(config_dict):
+    """Raise :class:`ConfigError` for the first of RecBole's training keys whose value it cannot train with."""
+    for key in POSITIVE_INTEGERS:
+        value = config_dict.get(key)
+        if key in config_dict and value is not None and not (_is_integer(value) and value >= 1):
+            raise ConfigError(key, value, "an integer >= 1")
+    for key in POSITIVE_NUMBERS:
+        value = config_dict.get(key)
+        if key in config_dict and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            raise ConfigError(key, value, "a number > 0")
+
+
+def edit_distance(first, second):
+    """Levenshtein distance (insertions, deletions and substitutions each cost 1)."""
+    previous = list(range(len(second) + 1))
+    for i, a in enumerate(first, start=1):
+        current = [i]
+        for j, b in enumerate(second, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
+        previous = current
+    return previous[-1]
+
+
+@functools.lru_cache(maxsize=None)
+def known_keys(*folders):
+    """Every key of every yaml file under ``folders`` (RecBole's properties and the plugin's)."""
+    keys = set(RUNNER_KEYS)
+    for folder in folders:
+        for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
+            with open(path, encoding="utf-8") as file:
+                try:
+                    content = yaml.safe_load(file)
+                except yaml.YAMLError:
+                    continue
+            if isinstance(content, dict):
+                keys.update(str(key) for key in content)
+    return frozenset(keys)
+
+
+def near_misses(user_keys, known):
+    """``[(key, closest known key)]`` for each user key that no yaml names but one is within two edits of."""
+    misses = []
+    for key in user_keys:
+        if key in known:
+            continue
+        distance, closest = min((edit_distance(key, candidate), candidate) for candidate in known)
+        if distance <= MAX_EDIT_DISTANCE:
+            misses.append((key, closest))
+    return misses
+
+
+def warn_about_near_misses(user_keys, known):
+    for key, closest in near_misses(user_keys, known):
+        getLogger().warning(f"config key '{key}' is read by neither RecBole nor the plugin: did you mean '{closest}'?")
