@@ -115,7 +115,8 @@ class Server:
         command = [sys.executable, "-c", "from recbole_duet.cli import main; main()", "serve", bundle]
         environment = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.process = subprocess.Popen(
-            [*command, "--port", str(self.port), "--workers", str(workers), *extra], env=environment
+            [*command, "--port", str(self.port), "--workers", str(workers), "--log-level", "warning", "--no-access-log", *extra],
+            env=environment,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

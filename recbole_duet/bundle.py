@@ -190,6 +190,8 @@ class PayloadCodec:
         """
         if not isinstance(payload, dict):
             raise BundleError(f"payload must be a JSON object (a dict), got {type(payload).__name__}")
+        if "error" in payload and "parameters" not in payload:
+            raise BundleError(f"payload is the service's error answer, not parameters: {payload['error']}")
         version = payload.get("model_version")
         if version != self.version:
             raise ModelVersionError(

@@ -38,6 +38,11 @@ def build_deploy_parser():
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies are answered 413")
     serve.add_argument("--max-devices-per-request", type=int, default=1024, help="windows in one batch request")
     serve.add_argument("--threads", type=int, default=1, help="onnxruntime threads per worker")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn's log level (default: info)",
+    )
+    serve.add_argument("--no-access-log", action="store_true", help="do not log every request (uvicorn's access log)")
     return parser
 
 
@@ -71,7 +76,10 @@ def _serve(args):
         threads=args.threads,
     )
     try:
-        serve(settings, args.host, args.port, args.workers, args.allow_unauthenticated)
+        serve(
+            settings, args.host, args.port, args.workers, args.allow_unauthenticated, args.log_level,
+            access_log=not args.no_access_log,
+        )
     except (BundleError, ValueError) as error:
         sys.exit(f"error: {error}")
 

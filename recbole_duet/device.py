@@ -3,6 +3,7 @@
 A device keeps the bundle (static layers, global dynamic layers, shared low-rank bases, item vocabulary),
 uploads its real-time window to the service, and scores its own history with the payload it gets back::
 
+    payload = request_parameters("http://127.0.0.1:8000", ["242", "302", "377"], token="<token>")
     model = DeviceModel("duet-bundle")
     model.recommend(["242", "302", "377"], payload, k=10)   # [(item token, score), ...]
 
@@ -10,12 +11,48 @@ Importing this module must not import torch or RecBole (``recbole_duet/__init__.
 API lazily for that reason); a test checks ``sys.modules``.
 """
 
+import json
 import os
+import urllib.error
+import urllib.request
 
 import numpy as np
 import onnxruntime as ort
 
 from recbole_duet.bundle import DEVICE_FILE, BundleError, ItemVocabulary, PayloadCodec, left_aligned, read_manifest
+
+
+class ServiceError(BundleError):
+    """The service answered with an error status (its one-line ``error`` is in the message)."""
+
+    def __init__(self, status, message):
+        super().__init__(f"the service answered {status}: {message}")
+        self.status = status
+
+
+def request_parameters(url, window, token=None, dtype="float32", timeout_s=10):
+    """Ask the service at ``url`` for a device's parameters (``POST /v1/generate``), with the standard library.
+
+    Args:
+        window (list of str): the device's newest items, oldest first, as the dataset's tokens.
+        token (str, optional): the service's bearer token, when it was started with ``--token-file``.
+
+    Raises:
+        ServiceError: any answer but 200 (401 for a wrong token, 422 naming a bad item, 503 when overloaded).
+    """
+    body = json.dumps({"window": list(window), "dtype": dtype}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url.rstrip("/") + "/v1/generate", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        text = error.read().decode("utf-8", "replace")
+        try:
+            message = json.loads(text)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = text.strip() or error.reason
+        raise ServiceError(error.code, message) from None
 
 
 class DeviceModel:

@@ -19,7 +19,8 @@ from bundles import exported_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recbole_duet.device import DeviceModel
+from recbole_duet.bundle import BundleError
+from recbole_duet.device import DeviceModel, ServiceError, request_parameters
 from recbole_duet.serving.app import ServeSettings
 from recbole_duet.serving.generator import BundleGenerator
 from recbole_duet.serving.server import check_settings
@@ -37,10 +38,11 @@ def free_port():
 class LiveServer:
     """``recbole-duet serve`` in a child process, stopped by its own pid."""
 
-    def __init__(self, bundle, *options):
+    def __init__(self, bundle, *options, quiet=True, output=None):
         self.url = f"http://127.0.0.1:{free_port()}"
         command = [sys.executable, "-c", "from recbole_duet.cli import main; main()", "serve", bundle]
-        self.process = subprocess.Popen([*command, "--port", self.url.rsplit(":", 1)[1], *options])
+        logging = ["--log-level", "warning", "--no-access-log"] if quiet else []
+        self.process = subprocess.Popen([*command, "--port", self.url.rsplit(":", 1)[1], *logging, *options], stdout=output, stderr=output)
         self.client = httpx.Client(base_url=self.url, timeout=10)
         deadline = time.monotonic() + 30
         while True:
@@ -82,6 +84,39 @@ def server(bundle):
     live = LiveServer(folder, "--token-file", token_file, "--max-wait-ms", "20", "--max-body-bytes", "4096")
     yield live
     live.stop()
+
+
+def test_the_service_says_where_it_listens_and_logs_each_request(bundle, tmp_path):
+    folder, token_file = bundle
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        live = LiveServer(folder, "--token-file", token_file, quiet=False, output=log)  # uvicorn: access log to stdout
+        try:
+            assert live.post("/v1/generate", {"window": ["i3"]}).status_code == 200
+        finally:
+            live.stop()
+    text = log_path.read_text()
+    version = DeviceModel(folder).manifest["model_version"]
+    first = text.splitlines()[0]
+    assert first.startswith(f"recbole-duet serve: bundle {folder} (SASRec, model_version {version}) on {live.url}")
+    assert first.endswith("1 worker, a bearer token required")
+    assert any('"POST /v1/generate HTTP/1.1" 200' in line for line in text.splitlines()), text[-600:]
+
+
+def test_the_device_client_gets_parameters_and_names_a_refusal(server, bundle):
+    device = DeviceModel(bundle[0])
+    payload = request_parameters(server.url, ["i3", "i4"], token=TOKEN)
+    assert [token for token, _ in device.recommend(["i3", "i4"], payload, k=3)] == [
+        token for token, _ in device.recommend(["i3", "i4"], server.post("/v1/generate", {"window": ["i3", "i4"]}).json(), k=3)
+    ]
+    with pytest.raises(ServiceError, match="answered 401") as refused:
+        request_parameters(server.url, ["i3"], token="wrong")
+    assert refused.value.status == 401
+    with pytest.raises(ServiceError, match="answered 422: .*unknown item token 'nope'"):
+        request_parameters(server.url, ["i3", "nope"], token=TOKEN)
+    error_body = server.post("/v1/generate", {"window": ["i3"]}, headers={"Authorization": "Bearer wrong"}).json()
+    with pytest.raises(BundleError, match="the service's error answer"):
+        device.recommend(["i3"], error_body)
 
 
 def test_a_request_without_the_token_gets_401_and_generates_nothing(server):

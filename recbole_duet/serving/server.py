@@ -7,6 +7,7 @@ queue, so N replicas behind any load balancer scale the same way (README).
 
 import ipaddress
 import os
+import sys
 import tempfile
 
 import uvicorn
@@ -36,9 +37,20 @@ def check_settings(settings, host, allow_unauthenticated):
         )
 
 
-def serve(settings, host="127.0.0.1", port=8000, workers=1, allow_unauthenticated=False, log_level="warning"):
-    """Run the service until interrupted."""
+def startup_line(settings, host, port, workers):
+    """What the service says first: where it listens, with which bundle and model version, and how it is guarded."""
+    manifest = read_manifest(settings.bundle)
+    guard = "a bearer token required" if settings.token_file else "no token"
+    return (
+        f"recbole-duet serve: bundle {settings.bundle} ({manifest['backbone']}, model_version "
+        f"{manifest['model_version']}) on http://{host}:{port}, {workers} worker{'s' if workers > 1 else ''}, {guard}"
+    )
+
+
+def serve(settings, host="127.0.0.1", port=8000, workers=1, allow_unauthenticated=False, log_level="info", access_log=True):
+    """Run the service until interrupted; uvicorn logs at ``log_level`` and, with ``access_log``, every request."""
     check_settings(settings, host, allow_unauthenticated)
+    print(startup_line(settings, host, port, workers), file=sys.stderr, flush=True)
     settings.to_environment()
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recbole-duet-metrics-")
@@ -49,5 +61,5 @@ def serve(settings, host="127.0.0.1", port=8000, workers=1, allow_unauthenticate
         port=port,
         workers=workers,
         log_level=log_level,
-        access_log=False,
+        access_log=access_log,
     )
