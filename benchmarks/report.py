@@ -2,7 +2,8 @@
 
 import statistics
 
-from paired import compare_all
+import numpy as np
+from paired import compare_all, user_clusters
 from per_user import per_user_runs
 
 REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
@@ -83,6 +84,32 @@ def paired_lines(comparisons):
             f"| {c['first']} | {c['second']} | {c['metric']} | {c['mean_difference']:+.4f} | "
             f"[{low:+.4f}, {high:+.4f}]{user_columns} | {c['p_value']:.2g} | {ratios} |"
         )
+    return lines + [""]
+
+
+def per_user_mean_lines(records, folder):
+    """Where a user has several test cases (a time split): each model's metrics averaged per user first, every
+    user weighing the same, beside the per-case means of the main table (mean over seeds). Empty otherwise."""
+    runs = per_user_runs(records, folder)
+    if not any(len(arrays["users"]) > len(np.unique(arrays["users"])) for seeds in runs.values() for arrays in seeds.values()):
+        return []
+    lines = [
+        "Per-user means (each user's cases averaged first; mean over seeds):",
+        "",
+        "| model | users | cases | test ndcg@10 per case | per user | test recall@10 per case | per user |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model, seeds in runs.items():
+        cells = []
+        for metric in PAIRED_METRICS:
+            per_case = np.mean([arrays[metric].mean() for arrays in seeds.values()])
+            per_user = []
+            for arrays in seeds.values():
+                sums, counts = user_clusters(arrays["users"], arrays[metric].astype(np.float64)[:, None])
+                per_user.append((sums[:, 0] / counts).mean())
+            cells += [f"{per_case:.4f}", f"{np.mean(per_user):.4f}"]
+        some = next(iter(seeds.values()))
+        lines.append(f"| {model} | {len(np.unique(some['users']))} | {len(some['users'])} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
