@@ -1,9 +1,15 @@
 """The DUET configuration keys, their allowed values, and the check that runs when a Config is built.
 
-Checking here (and not when the model is built) makes a typo fail in a second, before the dataset is read.
+Every key is defined once, in :data:`KEYS` (name, type, default, allowed values, one-line meaning):
+``properties/model/DUET.yaml`` is written from it (:func:`render_yaml`) and the README's table too
+(:func:`render_markdown_table`); ``python -m recbole_duet.model.settings`` rewrites both, and a test checks that
+neither has drifted. Checking here (and not when the model is built) makes a typo fail in a second, before the
+dataset is read.
 """
 
 import os
+import sys
+from typing import NamedTuple
 
 from recbole_duet.errors import ConfigError
 from recbole_duet.model.backbones import check_backbone, reads_states
@@ -60,29 +66,107 @@ def _boolean():
     return lambda value: isinstance(value, bool), "true or false"
 
 
-DUET_KEYS = {
-    "duet_layers": _integer_at_least(1),
-    "realtime_window": _integer_at_least(1),
-    "generator_hidden_size": _integer_at_least(1),
-    "generator_rank": _integer_at_least(0),
-    "generator_input": _one_of(GENERATOR_INPUTS),
-    "head_encoder": _one_of(HEAD_ENCODERS),
-    "stabilizer": _boolean(),
-    "umn_weight": _non_negative_number(),
-    "ppg_scope": _one_of(PPG_SCOPES),
-    "update_dropout": _probability_below_one(),
-    "generator_lr_scale": _positive_number(),
-    "duet_inference": _one_of(INFERENCE_MODES),
-    "duet_param_age": _integer_at_least(0),
-    "duet_activation": _one_of(ACTIVATIONS),
-    "finetune_steps": _integer_at_least(1),
-    "finetune_lr": _positive_number(),
-    "finetune_scope": _one_of(FINETUNE_SCOPES),
-    "backbone_checkpoint": _existing_file_or_none(),
-    "freeze_backbone": _boolean(),
-    "cloud_checkpoint": _existing_file_or_none(),
-    "training_order": _one_of(TRAINING_ORDERS),
-}
+class Key(NamedTuple):
+    """One DUET key, defined here only: ``DUET.yaml``, the check below and the README's table come from it."""
+
+    name: str
+    type: str
+    default: object
+    check: tuple  # (is_valid, what is expected), or None for ``backbone`` (check_backbone)
+    meaning: str
+
+
+KEYS = [
+    Key(
+        "backbone", "str", 'SASRec', None,
+        "RecBole model providing the static layers: DIN or a next-item model with SASRec's contract (README, Backbones).",
+    ),
+    Key(
+        "duet_layers", "int", 2, _integer_at_least(1),
+        'Next-item backbones: dynamic D x D layers between user vector and item table (DIN: its MLP).',
+    ),
+    Key(
+        "duet_activation", "str", 'tanh', _one_of(ACTIVATIONS),
+        "Next-item backbones: activation inside the residual dynamic layers.",
+    ),
+    Key(
+        "realtime_window", "int", 10, _integer_at_least(1),
+        "The device's real-time window: its last N interactions feed the generator.",
+    ),
+    Key(
+        "generator_hidden_size", "int", 64, _integer_at_least(1),
+        "Size of the generator's device code and layer embeddings.",
+    ),
+    Key(
+        "generator_input", "str", 'window', _one_of(GENERATOR_INPUTS),
+        "What the generator reads: 'window' (item embeddings, own encoder) or 'backbone' (the backbone's gather_indexes states at the window's positions, pooled).",
+    ),
+    Key(
+        "head_encoder", "str", 'gru', _one_of(HEAD_ENCODERS),
+        "generator_input=window: 'gru' (a GRU over the window) or 'attention' (recency-tagged attention pooling, no recurrence).",
+    ),
+    Key(
+        "generator_rank", "int", 8, _integer_at_least(0),
+        '0 = decode full D x D updates; r > 0 = factorised left @ core(r x r) @ right.',
+    ),
+    Key(
+        "stabilizer", "bool", True, _boolean(),
+        'Use the Stable Weight Adapter (self-similarity gates on the generated update).',
+    ),
+    Key(
+        "umn_weight", "float", 1.0, _non_negative_number(),
+        "Weight of the Universal Meta Network's loss: L = L_ppg + umn_weight * L_umn (1, the paper's: chosen on validation, docs/BENCHMARKS.md; 0 skips its pass).",
+    ),
+    Key(
+        "ppg_scope", "str", 'all', _one_of(PPG_SCOPES),
+        "What L_ppg trains: 'all' (every parameter) or 'generator' (the generator and adapter only: the backbone and global layers learn from L_umn alone). SASRec: 'generator' (DUET-SASRec.yaml).",
+    ),
+    Key(
+        "update_dropout", "float", 0.0, _probability_below_one(),
+        "Training only: drop each output unit of a device's generated update with this probability (the rest scaled by 1/(1-p)).",
+    ),
+    Key(
+        "backbone_checkpoint", "str", None, _existing_file_or_none(),
+        "A checkpoint of the backbone trained on its own (e.g. saved/SASRec-*.pth) to start DUET's static layers from.",
+    ),
+    Key(
+        "freeze_backbone", "bool", False, _boolean(),
+        'With backbone_checkpoint: keep the loaded backbone fixed; only the dynamic layers, generator and adapter learn.',
+    ),
+    Key(
+        "cloud_checkpoint", "str", None, _existing_file_or_none(),
+        'A DUET trained with duet_inference=global (the cloud model alone): its backbone and global layers are loaded and kept fixed; only the generator and adapter learn.',
+    ),
+    Key(
+        "training_order", "str", 'cloud_first', _one_of(TRAINING_ORDERS),
+        "'cloud_first': train the cloud model (backbone + global layers, L_umn) to its own early stop, then the generator on it, fixed (as cloud_checkpoint), in one run; 'joint': one training of everything (DIN's default: DUET-DIN.yaml). Chosen on Beauty's validation for SASRec and GRU4Rec (docs/BENCHMARKS.md).",
+    ),
+    Key(
+        "generator_lr_scale", "float", 1.0, _positive_number(),
+        'The generator and the Stable Weight Adapter learn at learning_rate times this.',
+    ),
+    Key(
+        "duet_inference", "str", 'generated', _one_of(INFERENCE_MODES),
+        "Dynamic layers used to score.",
+    ),
+    Key(
+        "duet_param_age", "int", 0, _integer_at_least(0),
+        "Evaluation only: the generator reads the window as it was this many interactions before the scored one (a device's parameters from an earlier request); the static layers read the whole history. No window that old: the global layers.",
+    ),
+    Key(
+        "finetune_steps", "int", 10, _integer_at_least(1),
+        'duet_inference=finetune: SGD steps each device takes on its own window.',
+    ),
+    Key(
+        "finetune_scope", "str", 'dynamic', _one_of(FINETUNE_SCOPES),
+        "duet_inference=finetune: 'dynamic' (the dynamic layers) or 'all' (every backbone parameter too; SASRec/GRU4Rec).",
+    ),
+    Key(
+        "finetune_lr", "float", 0.001, _positive_number(),
+        'duet_inference=finetune: SGD step size (chosen on ml-100k validation).',
+    ),
+]
+DUET_KEYS = {key.name: key.check for key in KEYS if key.check is not None}
 
 
 def validate_duet_settings(settings):
@@ -128,3 +212,70 @@ def _check_fixed_cloud(settings):
         raise ConfigError("duet_inference", "global", expected)
     if settings["backbone"] == "DIN":
         raise ConfigError("cloud_checkpoint", path, "null with backbone DIN (next-item backbones only)")
+
+
+YAML_HEADER = "# DUET (WWW 2023). The backbone's own RecBole yaml is loaded first; these keys are layered on top of it."
+TABLE_START, TABLE_END = "<!-- duet keys: start (python -m recbole_duet.model.settings) -->", "<!-- duet keys: end -->"
+
+
+def yaml_value(value):
+    return "~" if value is None else str(value)
+
+
+def render_yaml():
+    """``properties/model/DUET.yaml``: every key's default, with its type and meaning as the comment."""
+    lines = [YAML_HEADER]
+    for key in KEYS:
+        lines.append(f"{key.name}: {yaml_value(key.default)}".ljust(32) + f"# ({key.type}) {key.meaning}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown_table(backbone_defaults):
+    """The README's table of DUET keys; ``backbone_defaults`` maps a backbone to the keys its own yaml
+    (``DUET-<backbone>.yaml``) sets otherwise."""
+    lines = [TABLE_START, "| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for key in KEYS:
+        default = f"`{yaml_value(key.default)}`"
+        default += "".join(
+            f"; `{yaml_value(values[key.name])}` with {backbone}"
+            for backbone, values in sorted(backbone_defaults.items())
+            if key.name in values
+        )
+        allowed = key.check[1] if key.check is not None else "see Backbones"
+        lines.append(f"| `{key.name}` | {default} | {allowed} | {key.meaning} |")
+    return "\n".join(lines + [TABLE_END])
+
+
+def backbone_defaults(properties):
+    """``{backbone: {key: value}}`` of the ``DUET-<backbone>.yaml`` files in ``properties/model``."""
+    import glob
+
+    import yaml
+
+    found = {}
+    for path in sorted(glob.glob(os.path.join(properties, "model", "DUET-*.yaml"))):
+        with open(path, encoding="utf-8") as file:
+            found[os.path.basename(path)[len("DUET-") : -len(".yaml")]] = yaml.safe_load(file) or {}
+    return found
+
+
+def replace_table(readme, table):
+    """``readme`` with the text between the table markers replaced by ``table``."""
+    start, end = readme.index(TABLE_START), readme.index(TABLE_END) + len(TABLE_END)
+    return readme[:start] + table + readme[end:]
+
+
+def main(root):
+    """Rewrite ``properties/model/DUET.yaml`` and the README's table under ``root`` from :data:`KEYS`."""
+    properties = os.path.join(root, "properties")
+    with open(os.path.join(properties, "model", "DUET.yaml"), "w", encoding="utf-8") as file:
+        file.write(render_yaml())
+    readme_path = os.path.join(root, "README.md")
+    with open(readme_path, encoding="utf-8") as file:
+        readme = file.read()
+    with open(readme_path, "w", encoding="utf-8") as file:
+        file.write(replace_table(readme, render_markdown_table(backbone_defaults(properties))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".")

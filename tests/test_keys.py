@@ -1,0 +1,52 @@
+"""Every DUET key is defined once (recbole_duet.model.settings.KEYS): the yaml defaults, the checks and the README's
+table are written from it, and none of them may drift."""
+
+import os
+
+import yaml
+
+from recbole_duet.model.settings import (
+    DUET_KEYS,
+    KEYS,
+    TABLE_END,
+    TABLE_START,
+    backbone_defaults,
+    render_markdown_table,
+    render_yaml,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROPERTIES = os.path.join(REPO, "properties")
+
+
+def read(*parts):
+    with open(os.path.join(REPO, *parts), encoding="utf-8") as file:
+        return file.read()
+
+
+def test_duet_yaml_is_written_from_the_keys():
+    assert read("properties", "model", "DUET.yaml") == render_yaml(), "run: python -m recbole_duet.model.settings"
+
+
+def test_the_yaml_defaults_are_the_keys_defaults_and_pass_their_checks():
+    defaults = yaml.safe_load(read("properties", "model", "DUET.yaml"))
+    assert list(defaults) == [key.name for key in KEYS]
+    for key in KEYS:
+        assert defaults[key.name] == key.default and type(defaults[key.name]) is type(key.default), key.name
+        if key.check is not None:
+            assert key.check[0](key.default), key.name
+    assert set(DUET_KEYS) == {key.name for key in KEYS} - {"backbone"}
+
+
+def test_the_readme_table_is_written_from_the_keys():
+    readme = read("README.md")
+    table = readme[readme.index(TABLE_START) : readme.index(TABLE_END) + len(TABLE_END)]
+    assert table == render_markdown_table(backbone_defaults(PROPERTIES)), "run: python -m recbole_duet.model.settings"
+
+
+def test_a_backbones_own_defaults_name_known_keys_with_allowed_values():
+    for backbone, values in backbone_defaults(PROPERTIES).items():
+        for name, value in values.items():
+            assert name in DUET_KEYS, (backbone, name)
+            assert DUET_KEYS[name][0](value), (backbone, name, value)
+    assert backbone_defaults(PROPERTIES)["SASRec"] == {"ppg_scope": "generator"}
