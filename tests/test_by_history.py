@@ -102,3 +102,35 @@ def test_the_script_splits_a_suite_folder_by_the_histories_in_the_dataset(tmp_pa
 def test_a_pair_without_a_colon_is_refused_by_name():
     with pytest.raises(SystemExit, match="--pairs: 'DUET-SASRec' is not FIRST:SECOND"):
         parse_pairs(["DUET-SASRec"], {"DUET-SASRec": {}})
+
+
+def test_a_time_split_case_counts_its_users_earlier_interactions_and_knows_new_users(tmp_path):
+    from conftest import write_interleaved_dataset
+
+    from by_history import case_histories
+
+    root, histories = write_interleaved_dataset(str(tmp_path / "data"), n_users=80)
+    histories["new"] = [(9_990, "i1"), (9_995, "i2"), (9_999, "i3")]  # every interaction after the boundary
+    with open(os.path.join(root, "clock", "clock.inter"), "a", encoding="utf-8") as file:
+        file.write("".join(f"new\t{item}\t{t}\n" for t, item in histories["new"]))
+    config = {
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 5,
+        "eval_args": {"split": {"TS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "full"},
+    }
+    record = {"config": config, "backbone": "SASRec", "dataset": "clock", "model": "SASRec"}
+    from recbole.data import create_dataset
+
+    from recbole_duet.config import Config
+
+    dataset = create_dataset(Config(model="SASRec", dataset="clock", config_dict={**config, "data_path": root}))
+    test = dataset.build()[2]
+    users = test.inter_feat["user_id"].numpy()
+    lengths, returning = case_histories(record, root, users)
+    tokens, times = dataset.id2token("user_id", users), test.inter_feat["timestamp"].numpy()
+    boundary = times.min()
+    for token, time, length, known in zip(tokens, times, lengths, returning):
+        assert length == sum(t < time for t, _ in histories[token])  # all of them, not the 5 a history keeps
+        assert known == any(t < boundary for t, _ in histories[token])
+    assert not returning[tokens == "new"].any() and returning.any() and lengths.max() > 5
+    with pytest.raises(ValueError, match="not the rebuilt split's test cases"):
+        case_histories(record, root, users[::-1])
