@@ -29,6 +29,9 @@ HYPER_REQUIRES = [
     # with numpy's Generator, which RecBole's exhaustive search breaks on: recbole_duet.hyper_tuning replaces
     # it. <0.4 because the plugin calls hyperopt's internal trial-document helpers for that search.
     "hyperopt>=0.3,<0.4",
+    # --engine optuna: studies in a shared database with pruning. <6: recbole_duet.optuna_search pops the
+    # study's trial queue through Study._pop_waiting_trial_id, the queue half of Study.ask.
+    "optuna>=4,<6",
 ]
 SERVE_REQUIRES = [
     # Export (onnx.checker) and both runtimes. torch.onnx.export runs its TorchScript exporter (dynamo=False),
@@ -75,7 +78,11 @@ setup(
         "serve": SERVE_REQUIRES,
         # The deployment tests fuzz a live server with hypothesis through httpx; the batcher's run on looptime's
         # fake-clock event loop, so that a busy machine cannot move a batch's departure.
-        "test": ["pytest>=7", "hypothesis>=6", "looptime>=0.9", *BENCH_REQUIRES, *HYPER_REQUIRES, *SERVE_REQUIRES],
+        # psycopg2-binary: the search's test against a real PostgreSQL server.
+        "test": [
+            "pytest>=7", "hypothesis>=6", "looptime>=0.9", "psycopg2-binary>=2.9",
+            *BENCH_REQUIRES, *HYPER_REQUIRES, *SERVE_REQUIRES,
+        ],
     },
     entry_points={
         "console_scripts": ["recbole-duet=recbole_duet.cli:main", "recbole-duet-hyper=recbole_duet.cli:hyper_main"]

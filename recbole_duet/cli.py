@@ -63,6 +63,18 @@ def build_hyper_parser():
     )
     parser.add_argument("--max_evals", type=int, default=100, help="trials of a random or bayes search")
     parser.add_argument("--early_stop", type=int, default=10, help="stop after this many trials without progress")
+    optuna_options = parser.add_argument_group("--engine optuna: a study in a database, several workers, pruning")
+    optuna_options.add_argument("--engine", choices=["hyperopt", "optuna"], default="hyperopt")
+    optuna_options.add_argument(
+        "--storage", default="sqlite:///recbole-duet-optuna.db",
+        help="SQLAlchemy URL of the study's database (default: a SQLite file here; PostgreSQL to share machines)",
+    )
+    optuna_options.add_argument("--study-name", default=None, help="default: <model>-<dataset>-<params file name>")
+    optuna_options.add_argument("--n-trials", type=int, default=100, help="trials of a tpe or random study")
+    optuna_options.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
+    optuna_options.add_argument("--sampler", choices=["grid", "tpe", "random"], default=None,
+                                help="default: grid when every parameter is a choice, else tpe")
+    optuna_options.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
     return parser
 
 
@@ -106,6 +118,35 @@ def main(argv=None):
         sys.exit(f"error: {error}")
 
 
+def _optuna_search(args, params_file):
+    """``--engine optuna``: join or create the study, run ``--workers`` processes on it, write the result file."""
+    from recbole_duet import optuna_search  # needs optuna: pip install "recbole-duet[hyper]"
+    from recbole_duet.config import Config
+
+    try:
+        space = optuna_search.read_search_space(params_file)
+        config = Config(model=args.model, dataset=args.dataset, config_file_list=_config_file_list(args))
+        sampler = args.sampler or ("grid" if all(kind == "choice" for kind, _ in space.values()) else "tpe")
+        study_name = args.study_name or f"{config['model']}-{config['dataset']}-{os.path.basename(params_file)}"
+        train = partial(
+            optuna_search.train_trial, model=args.model, dataset=args.dataset, config_file_list=_config_file_list(args)
+        )
+        optuna_search.run_workers(
+            args.workers, storage_url=args.storage, study_name=study_name, space=space, train=train,
+            sampler_name=sampler, pruner=optuna_search.make_pruner(args.pruner, config["epochs"]),
+            n_trials=args.n_trials, direction="maximize" if config["valid_metric_bigger"] else "minimize",
+        )
+        study = optuna_search.optuna.load_study(study_name=study_name, storage=optuna_search.storage_for(args.storage))
+    except (*USER_ERRORS, ValueError) as error:
+        sys.exit(f"error: {error}")
+    optuna_search.export_result(study, args.output_file)
+    print(f"study '{study_name}' in {args.storage} (optuna-dashboard {args.storage} shows it)")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if complete:
+        print("best params: ", study.best_trial.params)
+        print("best valid score: ", study.best_value)
+
+
 def hyper_main(argv=None):
     from recbole_duet.hyper_tuning import HyperTuning  # needs hyperopt: pip install "recbole-duet[hyper]"
     from recbole_duet.quick_start import objective_function
@@ -113,6 +154,8 @@ def hyper_main(argv=None):
     parser = build_hyper_parser()
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     params_file = _params_file(parser, args.params_file)
+    if args.engine == "optuna":
+        return _optuna_search(args, params_file)
     try:
         tuner = HyperTuning(
             partial(objective_function, model=args.model, dataset=args.dataset),

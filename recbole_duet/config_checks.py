@@ -18,7 +18,12 @@ from recbole_duet.errors import ConfigError
 POSITIVE_INTEGERS = ("epochs", "train_batch_size", "eval_batch_size", "stopping_step", "MAX_ITEM_LIST_LENGTH")
 POSITIVE_NUMBERS = ("learning_rate",)
 # Keys the command line and the runner read besides the yaml files' (distributed training, data location).
-RUNNER_KEYS = ("model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "group_offset", "offset")
+RUNNER_KEYS = (
+    "model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "group_offset", "offset",
+    # run_hyper.py's own options, which RecBole's Config also sees on the command line
+    "params_file", "output_file", "algo", "max_evals", "early_stop", "engine", "storage", "study-name",
+    "n-trials", "workers", "sampler", "pruner",
+)
 MAX_EDIT_DISTANCE = 2
 
 

@@ -149,7 +149,7 @@ def prepare_experiment(config):
     return dataset, (train_data, valid_data, test_data), model
 
 
-def run_experiment(config, saved=True, state_file=None):
+def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
     """Run one experiment from a built :class:`Config`; also return the trainer and the training time.
 
     With ``training_order: cloud_first`` (:mod:`recbole_duet.cloud_first`) DUET's experiment is two trainings, the
@@ -161,6 +161,9 @@ def run_experiment(config, saved=True, state_file=None):
             every validated epoch; when it exists, the training resumes from it (a finished one only re-tests
             its best checkpoint). Needs ``saved``; ignored, with a warning, by trainers with their own loop. A
             cloud stage keeps its state next to it, in ``cloud-<name>``.
+        epoch_callback (callable, optional): called with ``(epoch, valid_score)`` after every validated epoch (of
+            both stages of a cloud_first training); an exception it raises ends the training there (a search's
+            pruner does this).
 
     Returns:
         dict: ``result`` (what :func:`run_recbole_duet` returns), ``trainer`` (holding the best model),
@@ -182,15 +185,15 @@ def run_experiment(config, saved=True, state_file=None):
     logger.info(sys.argv)
     logger.info(config)
     if not trains_cloud_first(config):
-        return _train_and_test(config, saved, state_file)
+        return _train_and_test(config, saved, state_file, epoch_callback)
 
     logger.info(set_color("training_order cloud_first", "green") + ": the cloud model (backbone + global layers) first")
     cloud_config = cloud_stage_config(config)
     _make_output_folders(cloud_config)
-    cloud = _train_and_test(cloud_config, True, cloud_state_file(state_file))
+    cloud = _train_and_test(cloud_config, True, cloud_state_file(state_file), epoch_callback)
     generator_config = generator_stage_config(config, cloud["trainer"])
     logger.info(set_color("training_order cloud_first", "green") + f": the generator on {generator_config['cloud_checkpoint']}")
-    run = _train_and_test(generator_config, saved, state_file)
+    run = _train_and_test(generator_config, saved, state_file, epoch_callback)
     run["cloud_stage"] = {key: value for key, value in cloud.items() if key not in ("trainer", "data")}
     return run
 
@@ -205,7 +208,7 @@ def training_budget_line(config):
     )
 
 
-def _train_and_test(config, saved, state_file):
+def _train_and_test(config, saved, state_file, epoch_callback=None):
     """One training with early stopping, then the test of its best model (see :func:`run_experiment`)."""
     logger = getLogger()
     dataset, (train_data, valid_data, test_data), model = prepare_experiment(config)
@@ -231,6 +234,8 @@ def _train_and_test(config, saved, state_file):
         if state_file is not None:
             seconds = resumed_seconds + time.perf_counter() - fit_start
             save_training_state(trainer, train_data, state_file, epoch, seconds, valid_scores)
+        if epoch_callback is not None:
+            epoch_callback(epoch, float(valid_score))
 
     if state_file is not None and training_finished(trainer):
         trainer.eval_collector.data_collect(train_data)  # what fit does first, for metrics that count training items

@@ -1,0 +1,229 @@
+"""Hyper-parameter search on Optuna: one study in a database that several processes and machines share, with
+each epoch's validation reported so that a pruner can stop a hopeless trial at once.
+
+RecBole's own search (hyperopt in one process, or ray, which cannot import on today's stack) trains every trial
+to the end on one machine. Here a study lives in any SQLAlchemy storage (a SQLite file by default; PostgreSQL to
+share it between machines), ``--workers K`` runs K processes on it, and the same command started on several
+machines joins the same study. The search space is RecBole's file format, read unchanged (``choice``,
+``uniform``, ``loguniform`` with natural-log bounds as hyperopt's, ``quniform``).
+
+A grid search (every parameter a ``choice``) enqueues each point once, when the study is created (creating a
+study is atomic in the database, so one process does it); workers then take queued trials until none is left, so
+no point runs twice however many workers share the study. Other samplers (``tpe``, ``random``) draw until the
+study holds ``--n-trials`` trials. A trial that raises is recorded as failed with its reason and the study goes
+on; a pruned trial is recorded with the epoch it stopped at.
+"""
+
+import ast
+import itertools
+import math
+import multiprocessing
+import os
+
+import optuna
+
+from recbole_duet.errors import ConfigFileError
+
+SPACE_KINDS = ("choice", "uniform", "loguniform", "quniform")
+SAMPLERS = ("grid", "tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+STORAGE_TIMEOUT_S = 60  # SQLite: how long a writer waits for another's lock
+
+
+def read_search_space(path):
+    """``{name: (kind, values)}`` from a RecBole search-space file (``name kind values`` per line).
+
+    Raises:
+        ConfigFileError: naming the file and line of a line that is not one of the four kinds.
+    """
+    space = {}
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                name, kind, values = line.split(maxsplit=2)
+                if kind not in SPACE_KINDS:
+                    raise ValueError(f"kind '{kind}' is not one of {list(SPACE_KINDS)}")
+                parsed = ast.literal_eval(values.strip()) if kind == "choice" else [float(v) for v in values.split(",")]
+                if kind == "choice" and not (isinstance(parsed, list) and parsed):
+                    raise ValueError("a choice takes a non-empty [list]")
+                if kind != "choice" and len(parsed) != (3 if kind == "quniform" else 2):
+                    raise ValueError(f"{kind} takes low,high" + (",q" if kind == "quniform" else ""))
+            except (ValueError, SyntaxError) as error:
+                raise ConfigFileError(f"Search space '{path}' line {number}: {error} ({line.strip()!r})") from None
+            space[name] = (kind, parsed)
+    if not space:
+        raise ConfigFileError(f"Search space '{path}' names no parameter")
+    return space
+
+
+def _is_plain(value):
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def suggest(trial, name, kind, values):
+    """The trial's value of one parameter; a ``choice`` of lists (e.g. layer sizes) is offered as their text."""
+    if kind == "choice":
+        if all(_is_plain(value) for value in values):
+            return trial.suggest_categorical(name, values)
+        return ast.literal_eval(trial.suggest_categorical(name, [repr(value) for value in values]))
+    if kind == "uniform":
+        return trial.suggest_float(name, values[0], values[1])
+    if kind == "loguniform":  # hyperopt's bounds are natural logarithms
+        return trial.suggest_float(name, math.exp(values[0]), math.exp(values[1]), log=True)
+    low, high, step = values
+    return trial.suggest_float(name, low, high, step=step)
+
+
+def grid_points(space):
+    """Every point of an all-``choice`` space, as Optuna's fixed parameters (lists offered as text)."""
+    names = list(space)
+    options = [[v if _is_plain(v) else repr(v) for v in space[name][1]] for name in names]
+    return [dict(zip(names, point)) for point in itertools.product(*options)]
+
+
+def make_sampler(name, space, seed=0):
+    if name == "grid" and any(kind != "choice" for kind, _ in space.values()):
+        raise ValueError("--sampler grid takes 'choice' parameters only: use tpe or random")
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # grid trials come from the queue with fixed parameters; the sampler never draws for them
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(name, max_epochs):
+    """``median``: stop a trial whose validation after an epoch is below the median of earlier trials' at that
+    epoch, once two trials have finished and from its second epoch on (a first epoch says little)."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def storage_for(url):
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": STORAGE_TIMEOUT_S}})
+    return optuna.storages.RDBStorage(url)
+
+
+def open_study(storage, study_name, sampler, pruner, direction, grid=None):
+    """Create the study (and, for a grid, queue each point once) or, when it exists, join it."""
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, sampler=sampler, pruner=pruner, direction=direction
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(storage=storage, study_name=study_name, sampler=sampler, pruner=pruner)
+    for point in grid or ():
+        study.enqueue_trial(point)
+    return study
+
+
+def ask_queued(study):
+    """The next queued trial, or None when the queue is empty. ``study.ask()`` would start a newly drawn trial
+    instead, which a grid must not (its points are all queued); this is ``ask`` without that fallback, on
+    Optuna's own queue-popping, which is atomic in the database."""
+    trial_id = study._pop_waiting_trial_id()  # noqa: SLF001 (Optuna >= 3: the queue half of Study.ask)
+    if trial_id is None:
+        return None
+    study.sampler.before_trial(study, study._storage.get_trial(trial_id))  # noqa: SLF001
+    return optuna.trial.Trial(study, trial_id)
+
+
+def run_trial(study, trial, space, train):
+    """Train one trial, reporting each validated epoch, and tell the study how it ended."""
+    parameters = {name: suggest(trial, name, kind, values) for name, (kind, values) in space.items()}
+    epochs = []
+
+    def report(epoch, valid_score):
+        trial.report(valid_score, len(epochs))
+        epochs.append(epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"validation {valid_score:.4f} below the median after epoch {epoch}")
+
+    try:
+        result = train(parameters, report)
+    except optuna.TrialPruned as pruned:
+        trial.set_user_attr("epochs", len(epochs))
+        trial.set_user_attr("reason", str(pruned))
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    except Exception as error:  # one failing trial never stops the study
+        trial.set_user_attr("reason", f"{type(error).__name__}: {error}")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    trial.set_user_attr("epochs", len(epochs))
+    trial.set_user_attr("valid", result["best_valid_result"])
+    trial.set_user_attr("test", result["test_result"])
+    study.tell(trial, result["best_valid_score"])
+
+
+def prepare_study(storage_url, study_name, space, sampler_name, pruner, direction):
+    """The study, created (its database tables too, and a grid's queue) or joined."""
+    grid = grid_points(space) if sampler_name == "grid" else None
+    sampler = make_sampler(sampler_name, space, seed=os.getpid())
+    return open_study(storage_for(storage_url), study_name, sampler, pruner, direction, grid)
+
+
+def work(storage_url, study_name, space, train, sampler_name, pruner, n_trials, direction):
+    """One worker: take the study's trials until the grid's queue is empty or it holds ``n_trials``."""
+    grid = sampler_name == "grid"
+    study = prepare_study(storage_url, study_name, space, sampler_name, pruner, direction)
+    while True:
+        if grid:
+            trial = ask_queued(study)
+            if trial is None:
+                return
+        else:
+            if len(study.get_trials(deepcopy=False)) >= n_trials:
+                return
+            trial = study.ask()
+        run_trial(study, trial, space, train)
+
+
+def train_trial(parameters, report, model=None, dataset=None, config_file_list=None):
+    """One trial's training through the plugin's runner, each validated epoch passed to ``report``."""
+    from recbole_duet.config import Config
+    from recbole_duet.quick_start import run_experiment
+
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=parameters)
+    return run_experiment(config, saved=True, epoch_callback=report)["result"]
+
+
+def run_workers(workers, **kwargs):
+    """``workers`` processes on one study (spawned: each builds its own torch and database connection). The study
+    is prepared here first, so that the workers never race to create its tables."""
+    if workers == 1:
+        return work(**kwargs)
+    prepare_study(**{key: kwargs[key] for key in ("storage_url", "study_name", "space", "sampler_name", "pruner", "direction")})
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=work, kwargs=kwargs) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    failed = [process.exitcode for process in processes if process.exitcode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} search workers exited with codes {failed}")
+
+
+def export_result(study, output_file):
+    """RecBole's result file: each trial's parameters and its valid and test results (or how it ended), then
+    the best trial."""
+    lines = []
+    for trial in study.get_trials(deepcopy=False):
+        parameters = ", ".join(f"{name}:{value}" for name, value in trial.params.items())
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            lines += [parameters, f"  Valid result:\n  {trial.user_attrs['valid']}", f"  Test result:\n  {trial.user_attrs['test']}", ""]
+        else:
+            lines += [parameters, f"  {trial.state.name.lower()}: {trial.user_attrs.get('reason', '')}", ""]
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if complete:
+        best = study.best_trial
+        lines.append(f"Best params: {', '.join(f'{n}:{v}' for n, v in best.params.items())}")
+        lines.append(f"Best valid score: {best.value}")
+    with open(output_file + ".tmp", "w", encoding="utf-8") as file:
+        file.write("\n".join(lines) + "\n")
+    os.replace(output_file + ".tmp", output_file)

@@ -1,0 +1,169 @@
+"""run_hyper.py --engine optuna: a RecBole search-space file on Optuna, several workers on one study in a real
+database (SQLite, and a PostgreSQL server the test starts), pruning and failures recorded with their reasons."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import optuna
+import pytest
+
+from recbole_duet import optuna_search
+from recbole_duet.errors import ConfigFileError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRID = "learning_rate choice [0.01,0.02]\nrealtime_window choice [2,4]\n"
+
+
+def fake_training(parameters, report, curves, failing=()):
+    """Reports the epochs of ``curves[learning_rate]`` and returns the last; raises for a failing rate."""
+    if parameters["learning_rate"] in failing:
+        raise RuntimeError(f"diverged at learning rate {parameters['learning_rate']}")
+    for epoch, score in enumerate(curves[parameters["learning_rate"]]):
+        report(epoch, score)
+    score = max(curves[parameters["learning_rate"]])
+    return {"best_valid_score": score, "best_valid_result": {"ndcg@10": score}, "test_result": {"ndcg@10": score}}
+
+
+def search(tmp_path, space_text, train, sampler="grid", pruner="none", n_trials=10, workers=1, name="s"):
+    (tmp_path / "space").write_text(space_text)
+    space = optuna_search.read_search_space(str(tmp_path / "space"))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna_search.run_workers(
+        workers, storage_url=storage, study_name=name, space=space, train=train, sampler_name=sampler,
+        pruner=optuna_search.make_pruner(pruner, 5), n_trials=n_trials, direction="maximize",
+    )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_recboles_search_space_format_is_read_unchanged(tmp_path):
+    (tmp_path / "space").write_text(
+        "learning_rate loguniform -8,0\nembedding_size choice [64,96]\nmlp_hidden_size choice ['[64,64]','[128]']\n"
+        "dropout_prob uniform 0.1,0.5\nn_layers quniform 1,3,1\n"
+    )
+    space = optuna_search.read_search_space(str(tmp_path / "space"))
+    assert space == {
+        "learning_rate": ("loguniform", [-8.0, 0.0]), "embedding_size": ("choice", [64, 96]),
+        "mlp_hidden_size": ("choice", ["[64,64]", "[128]"]), "dropout_prob": ("uniform", [0.1, 0.5]),
+        "n_layers": ("quniform", [1.0, 3.0, 1.0]),
+    }
+    trial = optuna.create_study().ask()
+    value = optuna_search.suggest(trial, "learning_rate", *space["learning_rate"])
+    assert trial.distributions["learning_rate"].log and 2.9e-4 < value <= 1.0  # exp(-8) .. exp(0)
+
+
+@pytest.mark.parametrize("line, message", [("lr normal 0,1", "kind 'normal'"), ("lr uniform 1", "low,high"), ("lr choice []", "non-empty")])
+def test_a_bad_search_space_line_is_named(tmp_path, line, message):
+    (tmp_path / "space").write_text(f"embedding_size choice [64]\n{line}\n")
+    with pytest.raises(ConfigFileError, match=f"line 2: .*{message}"):
+        optuna_search.read_search_space(str(tmp_path / "space"))
+
+
+def test_two_workers_on_one_sqlite_study_run_each_grid_point_once(tmp_path):
+    curves = {0.01: [0.1, 0.2], 0.02: [0.1, 0.3]}
+    study = search(tmp_path, GRID, partial(fake_training, curves=curves), workers=2)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(study.trials) == 4 and len(set(points)) == 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert study.best_value == 0.3 and study.best_params["learning_rate"] == 0.02
+
+
+def test_a_stopped_grid_resumes_where_it_stopped(tmp_path):
+    curves = {0.01: [0.1], 0.02: [0.2]}
+    first = search(tmp_path, GRID, partial(fake_training, curves=curves, failing=(0.02,)))
+    assert sorted(t.state.name for t in first.trials) == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
+    again = search(tmp_path, GRID, partial(fake_training, curves=curves))  # the queue is empty: nothing reruns
+    assert len(again.trials) == 4
+
+
+def test_a_trial_below_the_median_stops_before_its_epoch_budget(tmp_path):
+    space = "learning_rate choice [0.01,0.02,0.03]\n"
+    curves = {0.01: [0.3, 0.4, 0.5, 0.6, 0.7], 0.02: [0.3, 0.4, 0.5, 0.6, 0.7], 0.03: [0.1, 0.1, 0.1, 0.1, 0.1]}
+    study = search(tmp_path, space, partial(fake_training, curves=curves), pruner="median")
+    by_rate = {t.params["learning_rate"]: t for t in study.trials}
+    assert [by_rate[r].user_attrs["epochs"] for r in (0.01, 0.02)] == [5, 5]
+    pruned = by_rate[0.03]
+    assert pruned.state == optuna.trial.TrialState.PRUNED and pruned.user_attrs["epochs"] == 2  # warm-up: 1 epoch
+    assert "below the median after epoch 1" in pruned.user_attrs["reason"]
+
+
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_path):
+    curves = {0.01: [0.2], 0.02: [0.3]}
+    study = search(tmp_path, GRID, partial(fake_training, curves=curves, failing=(0.01,)))
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 2 and all("diverged at learning rate 0.01" in t.user_attrs["reason"] for t in failed)
+    assert len(study.trials) == 4 and study.best_value == 0.3
+    optuna_search.export_result(study, str(tmp_path / "result"))
+    text = (tmp_path / "result").read_text()
+    assert text.count("fail: RuntimeError: diverged") == 2 and text.endswith("Best valid score: 0.3\n")
+
+
+def test_tpe_draws_until_the_study_holds_n_trials(tmp_path):
+    study = search(tmp_path, "learning_rate uniform 0.01,0.02\n", partial(fake_training, curves={}), sampler="tpe", n_trials=3)
+    assert len(study.trials) == 3  # every one failed here (no curve): failures count, and the study ends
+
+
+def postgres_binaries():
+    for version in ("17", "16", "15"):
+        folder = f"/usr/lib/postgresql/{version}/bin"
+        if os.path.isfile(os.path.join(folder, "initdb")):
+            return folder
+    return shutil.which("initdb") and os.path.dirname(shutil.which("initdb"))
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL server of its own in a temporary folder on a loopback port, stopped after the test."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        if os.environ.get("RECBOLE_DUET_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL's initdb is not installed (.ci/run installs Debian's postgresql)")
+        pytest.skip("PostgreSQL's initdb is not installed (apt-get install postgresql)")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    folder = Path(tempfile.mkdtemp(prefix="recbole-duet-pg-"))  # pytest's folders are closed to other users
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = partial(subprocess.run, check=True, capture_output=True, timeout=120)
+    run([*as_postgres, f"{binaries}/initdb", "-D", str(folder / "data"), "-U", "duet", "--auth=trust"])
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    run([*as_postgres, f"{binaries}/pg_ctl", "-D", str(folder / "data"), "-o", options, "-l", str(folder / "log"), "-w", "start"])
+    try:
+        yield f"postgresql+psycopg2://duet@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, f"{binaries}/pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "stop"], timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_one_study_on_a_postgresql_server(postgres_url, tmp_path):
+    (tmp_path / "space").write_text(GRID)
+    space = optuna_search.read_search_space(str(tmp_path / "space"))
+    curves = {0.01: [0.1, 0.2], 0.02: [0.1, 0.3]}
+    optuna_search.run_workers(
+        2, storage_url=postgres_url, study_name="shared", space=space, train=partial(fake_training, curves=curves),
+        sampler_name="grid", pruner=optuna.pruners.NopPruner(), n_trials=10, direction="maximize",
+    )
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    assert len(study.trials) == 4 and len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
+
+
+def test_run_hyper_with_optuna_trains_a_grid_with_two_workers(tiny_config_dict, run_dir):
+    import yaml
+
+    (run_dir / "space").write_text("learning_rate choice [0.01,0.02]\ngenerator_rank choice [0,4]\n")
+    settings = {**tiny_config_dict, "epochs": 2, "model": "DUET", "dataset": "tiny"}
+    (run_dir / "fixed.yaml").write_text(yaml.safe_dump(settings))
+    command = [sys.executable, os.path.join(REPO, "run_hyper.py"), "--engine", "optuna", "--workers", "2"]
+    command += ["--config_files", "fixed.yaml", "--params_file", "space", "--output_file", "result", "--pruner", "none"]
+    completed = subprocess.run(command, cwd=run_dir, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    study = optuna.load_study(study_name="DUET-tiny-space", storage=f"sqlite:///{run_dir / 'recbole-duet-optuna.db'}")
+    assert len(study.trials) == 4 and all(t.user_attrs["epochs"] == 2 * 2 for t in study.trials)  # cloud + generator
+    assert "Best params: " in (run_dir / "result").read_text()
