@@ -201,7 +201,8 @@ def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
 def training_budget_line(config):
     """What the run is about to do, first in its log: RecBole's default budget is 300 epochs, which a newcomer
     starting ``run_recbole_duet.py`` without arguments would not expect."""
-    model = config["model"] + (f"({config['backbone']})" if config["model"] == "DUET" else "")
+    backbone = config.final_config_dict.get("backbone")
+    model = config["model"] + (f"({backbone})" if backbone else "")
     return (
         f"{model} on {config['dataset']}: up to {config['epochs']} epochs, stopping after {config['stopping_step']} "
         f"without a better valid {config['valid_metric']} (--epochs=N and --stopping_step=N change them)"
