@@ -15,7 +15,8 @@ import yaml
 from recbole_duet.errors import ConfigError
 
 # RecBole's training keys that a run cannot do without, and what each must be.
-POSITIVE_INTEGERS = ("epochs", "train_batch_size", "eval_batch_size", "stopping_step", "MAX_ITEM_LIST_LENGTH")
+POSITIVE_INTEGERS = ("epochs", "train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH")
+NON_NEGATIVE_INTEGERS = ("stopping_step",)  # 0: stop at the first epoch that does not improve
 POSITIVE_NUMBERS = ("learning_rate",)
 # Keys the command line and the runner read besides the yaml files' (distributed training, data location).
 RUNNER_KEYS = (
@@ -37,6 +38,10 @@ def check_training_keys(config_dict):
         value = config_dict.get(key)
         if key in config_dict and value is not None and not (_is_integer(value) and value >= 1):
             raise ConfigError(key, value, "an integer >= 1")
+    for key in NON_NEGATIVE_INTEGERS:
+        value = config_dict.get(key)
+        if key in config_dict and value is not None and not (_is_integer(value) and value >= 0):
+            raise ConfigError(key, value, "an integer >= 0")
     for key in POSITIVE_NUMBERS:
         value = config_dict.get(key)
         if key in config_dict and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):

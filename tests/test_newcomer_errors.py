@@ -43,6 +43,7 @@ def write_inter_without_time(root, name="notime"):
         ("epochs-zero", ["--epochs=0"], ["0", "config key 'epochs'", "an integer >= 1"]),
         ("batch-float", ["--train_batch_size=0.5"], ["config key 'train_batch_size'"]),
         ("rate-negative", ["--learning_rate=-1"], ["config key 'learning_rate'", "a number > 0"]),
+        ("patience-negative", ["--stopping_step=-1"], ["config key 'stopping_step'", "an integer >= 0"]),
         ("backbone-case", ["--backbone=gru4rec"], ["'gru4rec'", "'GRU4Rec'", "case-sensitive"]),
     ],
 )

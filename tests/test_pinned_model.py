@@ -227,7 +227,7 @@ def test_din_generator_reads_the_windows_item_features_and_zeros_its_padding(din
     model.eval()
     user, item_seq, item_seq_len = model.device_inputs(first_batch(loaders))
     read = []
-    monkeypatch.setattr(model, "_generate", lambda window_emb, window_len: read.append((window_emb, window_len)))
+    monkeypatch.setattr(model, "_generate", lambda window_emb, window_len, has_window: read.append((window_emb, window_len)))
     model.generate(user, item_seq, item_seq_len)
     (window_emb, window_len), = read
     window, expected_len = realtime_window(item_seq, item_seq_len, model.realtime_window_size)

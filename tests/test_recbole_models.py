@@ -148,7 +148,8 @@ def test_every_recbole_model_trains_one_epoch_through_the_runner(every_data_path
         return
     result = run_recbole_duet(model=name, dataset="every", config_dict=config_dict)
     assert_consistent_metrics(result["test_result"])
-    assert_consistent_metrics(result["best_valid_result"])
+    if result["best_valid_result"] is not None:  # RaCT and S3Rec's pretraining stage do not validate
+        assert_consistent_metrics(result["best_valid_result"])
 
 
 def test_pretrained_s3rec_finetunes_from_its_pretraining_checkpoint(every_data_path, run_dir):
