@@ -12,7 +12,7 @@ part, as in the paper. The cases are split at ``--edges`` (default: the window).
 *new* when none of their interactions came before the time boundary (the cloud model never saw them), else
 *returning*; those two strata are added. Each stratum gets the paired comparison the harness reports (mean
 difference, 95% bootstrap CI over users resampled whole within each seed, paired t-test over users), over the
-seeds both models have. Prints a markdown table and writes it as JSON.
+seeds both models have. Prints a markdown table and writes it as JSON (``--out``) and markdown (same name, ``.md``).
 """
 
 import argparse
@@ -110,16 +110,20 @@ def split_comparisons(pairs, history_length, edges, metrics=METRICS, returning=N
 
 
 def markdown(tables):
+    """The strata as a table: per-case difference and CI, then per user (each user weighing the same) with the
+    p-value of the paired t-test over users, which goes with the per-user figure."""
     lines = [
-        "| first | second | cases | users per seed | cases per seed | metric | first | second | difference [95% CI], p |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| first | second | cases | users per seed | cases per seed | metric | first | second | difference [95% CI] "
+        "| per user [95% CI], p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (first, second), rows in tables.items():
         for row in rows:
-            low, high = row["ci95"]
+            (low, high), (user_low, user_high) = row["ci95"], row["per_user_ci95"]
             lines.append(
-                f"| {first} | {second} | {row['stratum']} | {row['users']} | {row['cases']} | {row['metric']} | {row['first']:.4f} | "
-                f"{row['second']:.4f} | {row['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}], p {row['p_value']:.2g} |"
+                f"| {first} | {second} | {row['stratum']} | {row['users']} | {row['cases']} | {row['metric']} | "
+                f"{row['first']:.4f} | {row['second']:.4f} | {row['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}] | "
+                f"{row['per_user_mean_difference']:+.4f} [{user_low:+.4f}, {user_high:+.4f}], p {row['p_value']:.2g} |"
             )
     return "\n".join(lines)
 
@@ -159,6 +163,8 @@ def main():
     with open(args.out, "w", encoding="utf-8") as file:
         summary = [{"first": first, "second": second, "rows": rows} for (first, second), rows in tables.items()]
         json.dump({"folder": args.folder, "edges": edges, "comparisons": summary}, file, indent=2)
+    with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as file:
+        file.write(markdown(tables) + "\n")
     print(markdown(tables))
 
 

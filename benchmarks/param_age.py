@@ -11,7 +11,7 @@ Output: ``<folder>/param_age.json`` and ``param_age.md``; the per-case arrays go
 """
 
 import argparse
-import json
+import math
 import os
 import sys
 
@@ -88,7 +88,8 @@ def age_curve(folder, ages, data_path):
                 "model": model, "setting": setting, "metric": metric, "seeds": result["seeds"], "mean": mean,
                 "difference": result["mean_difference"], "ci95": result["ci95"],
                 "per_user_difference": result["per_user_mean_difference"], "per_user_ci95": result["per_user_ci95"],
-                "p_value": result["p_value"], "users": result["users"], "cases": result["cases"],
+                "p_value": None if math.isnan(result["p_value"]) else result["p_value"],  # k = 0 against itself
+                "users": result["users"], "cases": result["cases"],
             }
         )
     return rows
@@ -110,7 +111,7 @@ def markdown(rows, folder):
         lines.append(
             f"| {row['model']} | {row['setting']} | {row['metric']} | {row['mean']:.4f} | {row['difference']:+.4f} | "
             f"[{low:+.4f}, {high:+.4f}] | {row['per_user_difference']:+.4f} | [{user_low:+.4f}, {user_high:+.4f}] | "
-            f"{row['p_value']:.2g} |"
+            f"{'–' if row['p_value'] is None else format(row['p_value'], '.2g')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,8 @@ on; a pruned trial is recorded with the epoch it stopped at.
 """
 
 import ast
+import contextlib
+import fcntl
 import itertools
 import math
 import multiprocessing
@@ -121,10 +123,27 @@ def open_study(storage, study_name, sampler, pruner, direction, grid=None):
     return study
 
 
+@contextlib.contextmanager
+def queue_lock(storage_url):
+    """Hold the queue while a trial is taken from it. Optuna pops a queued trial with ``SELECT ... FOR UPDATE``,
+    which PostgreSQL and MySQL honour and SQLite ignores: two processes on one SQLite file could take the same
+    trial. A SQLite study lives on one machine, so a file lock beside it serialises the pops there."""
+    prefix = "sqlite:///"
+    if not storage_url.startswith(prefix):
+        yield
+        return
+    with open(storage_url[len(prefix) :] + ".queue.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ask_queued(study):
     """The next queued trial, or None when the queue is empty. ``study.ask()`` would start a newly drawn trial
     instead, which a grid must not (its points are all queued); this is ``ask`` without that fallback, on
-    Optuna's own queue-popping, which is atomic in the database."""
+    Optuna's own queue-popping (atomic where the database locks rows; on SQLite under :func:`queue_lock`)."""
     trial_id = study._pop_waiting_trial_id()  # noqa: SLF001 (Optuna >= 3: the queue half of Study.ask)
     if trial_id is None:
         return None
@@ -144,7 +163,7 @@ def run_trial(study, trial, space, train):
             raise optuna.TrialPruned(f"validation {valid_score:.4f} below the median after epoch {epoch}")
 
     try:
-        result = train(parameters, report)
+        result = train(parameters, report, f"trial-{trial.number}")
     except optuna.TrialPruned as pruned:
         trial.set_user_attr("epochs", len(epochs))
         trial.set_user_attr("reason", str(pruned))
@@ -173,7 +192,8 @@ def work(storage_url, study_name, space, train, sampler_name, pruner, n_trials, 
     study = prepare_study(storage_url, study_name, space, sampler_name, pruner, direction)
     while True:
         if grid:
-            trial = ask_queued(study)
+            with queue_lock(storage_url):
+                trial = ask_queued(study)
             if trial is None:
                 return
         else:
@@ -183,12 +203,15 @@ def work(storage_url, study_name, space, train, sampler_name, pruner, n_trials, 
         run_trial(study, trial, space, train)
 
 
-def train_trial(parameters, report, model=None, dataset=None, config_file_list=None):
-    """One trial's training through the plugin's runner, each validated epoch passed to ``report``."""
+def train_trial(parameters, report, name, model=None, dataset=None, config_file_list=None):
+    """One trial's training through the plugin's runner, each validated epoch passed to ``report``. Its model
+    files go to a folder of its own under ``checkpoint_dir`` (``name``): RecBole names them by model and by the
+    second the training started, which two workers can share."""
     from recbole_duet.config import Config
     from recbole_duet.quick_start import run_experiment
 
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=parameters)
+    config["checkpoint_dir"] = os.path.join(config["checkpoint_dir"], name)
     return run_experiment(config, saved=True, epoch_callback=report)["result"]
 
 

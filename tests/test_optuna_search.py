@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = "learning_rate choice [0.01,0.02]\nrealtime_window choice [2,4]\n"
 
 
-def fake_training(parameters, report, curves, failing=()):
+def fake_training(parameters, report, name, curves, failing=()):
     """Reports the epochs of ``curves[learning_rate]`` and returns the last; raises for a failing rate."""
     if parameters["learning_rate"] in failing:
         raise RuntimeError(f"diverged at learning rate {parameters['learning_rate']}")
@@ -165,5 +165,7 @@ def test_run_hyper_with_optuna_trains_a_grid_with_two_workers(tiny_config_dict, 
     completed = subprocess.run(command, cwd=run_dir, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     study = optuna.load_study(study_name="DUET-tiny-space", storage=f"sqlite:///{run_dir / 'recbole-duet-optuna.db'}")
-    assert len(study.trials) == 4 and all(t.user_attrs["epochs"] == 2 * 2 for t in study.trials)  # cloud + generator
+    reasons = [t.user_attrs.get("reason") for t in study.trials]
+    assert len(study.trials) == 4 and all(t.user_attrs.get("epochs") == 2 * 2 for t in study.trials), reasons  # 2 stages
+    assert len(list((run_dir / "saved").glob("trial-*"))) == 4  # each trial's models in a folder of its own
     assert "Best params: " in (run_dir / "result").read_text()
