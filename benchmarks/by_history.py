@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from paired import compare_all  # noqa: E402
+from paired import compare_all, interval  # noqa: E402
 from per_user import per_user_runs  # noqa: E402
 from report import selected_records  # noqa: E402
 
@@ -119,11 +119,10 @@ def markdown(tables):
     ]
     for (first, second), rows in tables.items():
         for row in rows:
-            (low, high), (user_low, user_high) = row["ci95"], row["per_user_ci95"]
             lines.append(
                 f"| {first} | {second} | {row['stratum']} | {row['users']} | {row['cases']} | {row['metric']} | "
-                f"{row['first']:.4f} | {row['second']:.4f} | {row['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}] | "
-                f"{row['per_user_mean_difference']:+.4f} [{user_low:+.4f}, {user_high:+.4f}], p {row['p_value']:.2g} |"
+                f"{row['first']:.4f} | {row['second']:.4f} | {row['mean_difference']:+.4f} {interval(row['ci95'])} | "
+                f"{row['per_user_mean_difference']:+.4f} {interval(row['per_user_ci95'])}, p {row['p_value']:.2g} |"
             )
     return "\n".join(lines)
 

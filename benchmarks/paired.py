@@ -113,6 +113,12 @@ def compare_all(requests):
     return results
 
 
+def interval(bounds):
+    """A confidence interval as the reports print it: ``[-0.0012, +0.0034]``."""
+    low, high = bounds
+    return f"[{low:+.4f}, {high:+.4f}]"
+
+
 def compare(first_runs, second_runs, metric):
     """``compare_all`` for one request."""
     return compare_all([(first_runs, second_runs, metric)])[0]

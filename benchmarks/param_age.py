@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from paired import compare_all  # noqa: E402
+from paired import compare_all, interval  # noqa: E402
 from per_user import evaluate_per_user, load_per_user, save_per_user  # noqa: E402
 from report import selected_records  # noqa: E402
 from run import load_records, write_json_atomically  # noqa: E402
@@ -107,10 +107,9 @@ def markdown(rows, folder):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        (low, high), (user_low, user_high) = row["ci95"], row["per_user_ci95"]
         lines.append(
             f"| {row['model']} | {row['setting']} | {row['metric']} | {row['mean']:.4f} | {row['difference']:+.4f} | "
-            f"[{low:+.4f}, {high:+.4f}] | {row['per_user_difference']:+.4f} | [{user_low:+.4f}, {user_high:+.4f}] | "
+            f"{interval(row['ci95'])} | {row['per_user_difference']:+.4f} | {interval(row['per_user_ci95'])} | "
             f"{'–' if row['p_value'] is None else format(row['p_value'], '.2g')} |"
         )
     return "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@
 import statistics
 
 import numpy as np
-from paired import compare_all, user_clusters
+from paired import compare_all, interval, user_clusters
 from per_user import per_user_runs
 
 REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
@@ -75,14 +75,12 @@ def paired_lines(comparisons):
     ]
     for c in comparisons:
         ratios = ", ".join(f"{seed}: {ratio:.3f}" for seed, ratio in zip(c["seeds"], c["ratios"]))
-        low, high = c["ci95"]
         user_columns = ""
         if clustered:
-            user_low, user_high = c["per_user_ci95"]
-            user_columns = f" | {c['per_user_mean_difference']:+.4f} | [{user_low:+.4f}, {user_high:+.4f}]"
+            user_columns = f" | {c['per_user_mean_difference']:+.4f} | {interval(c['per_user_ci95'])}"
         lines.append(
             f"| {c['first']} | {c['second']} | {c['metric']} | {c['mean_difference']:+.4f} | "
-            f"[{low:+.4f}, {high:+.4f}]{user_columns} | {c['p_value']:.2g} | {ratios} |"
+            f"{interval(c['ci95'])}{user_columns} | {c['p_value']:.2g} | {ratios} |"
         )
     return lines + [""]
 

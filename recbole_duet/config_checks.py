@@ -13,11 +13,18 @@ from logging import getLogger
 import yaml
 
 from recbole_duet.errors import ConfigError
+from recbole_duet.model.settings import _integer_at_least, _positive_number
 
-# RecBole's training keys that a run cannot do without, and what each must be.
-POSITIVE_INTEGERS = ("epochs", "train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH")
-NON_NEGATIVE_INTEGERS = ("stopping_step",)  # 0: stop at the first epoch that does not improve
-POSITIVE_NUMBERS = ("learning_rate",)
+# RecBole's training keys that a run cannot do without, each with the check of the DUET keys it shares, and
+# whether it may be null (RecBole leaves a key it has no use for at null).
+TRAINING_KEYS = {
+    "epochs": (_integer_at_least(1), True),
+    "train_batch_size": (_integer_at_least(1), True),
+    "eval_batch_size": (_integer_at_least(1), True),
+    "MAX_ITEM_LIST_LENGTH": (_integer_at_least(1), True),
+    "stopping_step": (_integer_at_least(0), True),  # 0: stop at the first epoch that does not improve
+    "learning_rate": (_positive_number(), False),
+}
 # Keys the command line and the runner read besides the yaml files' (distributed training, data location).
 RUNNER_KEYS = (
     "model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "group_offset", "offset",
@@ -28,24 +35,14 @@ RUNNER_KEYS = (
 MAX_EDIT_DISTANCE = 2
 
 
-def _is_integer(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_training_keys(config_dict):
     """Raise :class:`ConfigError` for the first of RecBole's training keys whose value it cannot train with."""
-    for key in POSITIVE_INTEGERS:
-        value = config_dict.get(key)
-        if key in config_dict and value is not None and not (_is_integer(value) and value >= 1):
-            raise ConfigError(key, value, "an integer >= 1")
-    for key in NON_NEGATIVE_INTEGERS:
-        value = config_dict.get(key)
-        if key in config_dict and value is not None and not (_is_integer(value) and value >= 0):
-            raise ConfigError(key, value, "an integer >= 0")
-    for key in POSITIVE_NUMBERS:
-        value = config_dict.get(key)
-        if key in config_dict and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
-            raise ConfigError(key, value, "a number > 0")
+    for key, ((is_valid, expected), may_be_null) in TRAINING_KEYS.items():
+        if key not in config_dict:
+            continue
+        value = config_dict[key]
+        if not (is_valid(value) or (may_be_null and value is None)):
+            raise ConfigError(key, value, expected)
 
 
 def edit_distance(first, second):

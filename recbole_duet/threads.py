@@ -66,8 +66,9 @@ def balance_threads(environ=os.environ, busy=busy_elsewhere, cores=usable_cores)
     others = busy()
     if others is None:
         return None
-    threads = balanced_thread_count(cores(), others)
+    available = cores()
+    threads = balanced_thread_count(available, others)
     if threads != torch.get_num_threads():
-        getLogger().info(f"torch threads: {threads} ({others} runnable elsewhere on {cores()} cores)")
+        getLogger().info(f"torch threads: {threads} ({others} runnable elsewhere on {available} cores)")
         torch.set_num_threads(threads)
     return threads
