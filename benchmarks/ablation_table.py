@@ -1,11 +1,11 @@
 """One table for an ablation: the same model trained under several settings, each in its own harness folder.
 
-    python benchmarks/ablation_table.py --model DUET-GRU4Rec --reference window \\
+    python -m benchmarks.ablation_table --model DUET-GRU4Rec --reference window \\
         --variants window=benchmarks/results/ablation-ml-100k-gru4rec-generator-input-window \\
                    backbone=benchmarks/results/ablation-ml-100k-gru4rec-generator-input-backbone \\
         --out benchmarks/results/ablation-ml-100k-gru4rec-generator-input.json
 
-Each folder is a ``benchmarks/run.py --out`` (one setting, e.g. ``--config-files benchmarks/ablations/X.yaml``).
+Each folder is a ``benchmarks.run --out`` (one setting, e.g. ``--config-files benchmarks/configs/ablations/X.yaml``).
 A variant may name another model of its folder, ``NAME=MODEL@FOLDER`` (e.g. ``gru4rec=GRU4Rec@<suite folder>``),
 to compare models trained under the same protocol in different folders.
 Per variant: seeds, mean valid and test NDCG@10 (or ``--metric``), and against the reference variant, over the
@@ -18,13 +18,10 @@ import argparse
 import json
 import os
 import statistics
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from paired import compare  # noqa: E402
-from per_user import load_per_user  # noqa: E402
-from report import selected_records  # noqa: E402
+from benchmarks.paired import compare
+from benchmarks.per_user import load_per_user
+from benchmarks.report import selected_records
 
 METRIC = "ndcg@10"
 

@@ -1,7 +1,7 @@
 """One training epoch on an idle machine and beside another CPU-bound job, with torch's threads spinning or
 sleeping while they wait (OpenMP's wait policy, :mod:`recbole_duet.threads`), side by side in one run.
 
-    python benchmarks/busy_machine.py --dataset ml-100k --out benchmarks/results/busy-machine
+    python -m benchmarks.busy_machine --dataset ml-100k --out benchmarks/results/busy-machine
 
 Each timing is one GRU4Rec epoch on ml-100k (histories of 20, batches of 2,048) through the plugin's trainer,
 timed by ``benchmarks/epoch_time.py`` in a fresh process whose environment sets the threads before torch loads:
@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CORES = str(len(os.sched_getaffinity(0)))
 SETTINGS = {
     "one thread": {"OMP_NUM_THREADS": "1"},
@@ -57,7 +56,7 @@ def environment(setting):
 
 
 def epoch_command(args, out, rounds):
-    command = [sys.executable, os.path.join(HERE, "epoch_time.py"), "--only", "GRU4Rec", "--rounds", str(rounds)]
+    command = [sys.executable, "-m", "benchmarks.epoch_time", "--only", "GRU4Rec", "--rounds", str(rounds)]
     command += ["--dataset", args.dataset, "--out", out]
     return command + (["--data-path", args.data_path] if args.data_path else [])
 

@@ -1,7 +1,7 @@
 """Which test cases a difference comes from: a suite's paired comparisons split by the length of each test case's
 history and, under a time split, by whether its user is new.
 
-    python benchmarks/by_history.py --folder benchmarks/results/beauty-seq-standard --data-path ../shared/data \\
+    python -m benchmarks.by_history --folder benchmarks/results/beauty-seq-standard --data-path ../shared/data \\
         --pairs DUET-SASRec:SASRec DUET-SASRec:Layers-SASRec DUET-GRU4Rec:GRU4Rec DUET-GRU4Rec:Layers-GRU4Rec \\
         --out benchmarks/results/by-history-beauty-seq.json
 
@@ -22,11 +22,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from paired import compare_all, interval  # noqa: E402
-from per_user import per_user_runs  # noqa: E402
-from report import selected_records  # noqa: E402
+from benchmarks.paired import compare_all, interval
+from benchmarks.per_user import per_user_runs
+from benchmarks.report import selected_records
 
 METRICS = ["ndcg@10", "recall@10"]
 DEFAULT_WINDOW = 10  # DUET.yaml's realtime_window

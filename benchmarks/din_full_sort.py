@@ -4,7 +4,7 @@ RecBole evaluates a model without ``full_sort_predict`` by repeating each user's
 and calling ``predict`` on every (user, item) pair, so DUET(DIN) would re-generate a device's parameters for
 every item. ``DUETDIN.full_sort_predict`` generates them once per device and scores all items in chunks.
 
-    python benchmarks/din_full_sort.py --dataset ml-100k --users 64 --out benchmarks/results/din-full-sort
+    python -m benchmarks.din_full_sort --dataset ml-100k --users 64 --out benchmarks/results/din-full-sort
 
 Both paths run through RecBole's own ``Trainer._full_sort_batch_eval`` on the same untrained model (speed
 does not depend on the weights), the same test users (``--users-per-call`` at a time) and the same
@@ -21,12 +21,9 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-from recbole_duet.config import Config  # noqa: E402
-from recbole_duet.quick_start import prepare_experiment  # noqa: E402
-from recbole_duet.trainer import get_trainer  # noqa: E402
+from recbole_duet.config import Config
+from recbole_duet.quick_start import prepare_experiment
+from recbole_duet.trainer import get_trainer
 
 
 def fallback_only(*args, **kwargs):

@@ -5,10 +5,10 @@ items). ``DUETDIN.predict`` personalises each distinct device once and shares it
 fine-tuning (``finetune``) should cost a small multiple of generating (``generated``), not 101 fine-tunings
 per user. The target is finetune within 3x of generated.
 
-    OMP_NUM_THREADS=1 python benchmarks/din_uni100_scoring.py --dataset ml-100k --epochs 1 \\
+    OMP_NUM_THREADS=1 python -m benchmarks.din_uni100_scoring --dataset ml-100k --epochs 1 \\
         --out benchmarks/results/din-uni100-scoring
 
-DUET(DIN) is trained ``--epochs`` epochs with the quick suite's settings and ``benchmarks/din-uni100.yaml``
+DUET(DIN) is trained ``--epochs`` epochs with the quick suite's settings and ``benchmarks/configs/din-uni100.yaml``
 (as ``benchmarks/run.py`` trains it); the same model then scores the whole test set through RecBole's own
 ``Trainer.evaluate`` once per mode, side by side in one process. Speed does not depend on how well the
 model is trained; the metrics are printed only to show that each mode scores something sensible.
@@ -24,14 +24,11 @@ import time
 import torch
 import yaml
 
-BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(BENCHMARKS_DIR))
-sys.path.insert(0, BENCHMARKS_DIR)
+from benchmarks.run import FIRST_SEED, PROTOCOL, SUITES
+from recbole_duet.config import Config
+from recbole_duet.quick_start import run_experiment
 
-from run import FIRST_SEED, PROTOCOL, SUITES  # noqa: E402
-
-from recbole_duet.config import Config  # noqa: E402
-from recbole_duet.quick_start import run_experiment  # noqa: E402
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 MODES = ("generated", "global", "finetune")
 TARGET_RATIO = 3.0
@@ -41,7 +38,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs before scoring")
-    parser.add_argument("--config-file", default=os.path.join(BENCHMARKS_DIR, "din-uni100.yaml"))
+    parser.add_argument("--config-file", default=os.path.join(CONFIGS_DIR, "din-uni100.yaml"))
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides

@@ -1,6 +1,6 @@
 """Where a DUET training step spends its time: forward + backward CPU time of each part on one batch.
 
-    OMP_NUM_THREADS=1 python benchmarks/duet_step_profile.py --backbone GRU4Rec --out benchmarks/results/step-profile-gru4rec
+    OMP_NUM_THREADS=1 python -m benchmarks.duet_step_profile --backbone GRU4Rec --out benchmarks/results/step-profile-gru4rec
 
 Each part runs forward and backward on the same ml-100k training batch (2,048 samples, histories of 20) in
 isolation, with the backbone's output detached where the part does not include the backbone; the median CPU
@@ -16,11 +16,9 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recbole_duet.config import Config  # noqa: E402
-from recbole_duet.model.layers import realtime_window  # noqa: E402
-from recbole_duet.quick_start import prepare_experiment  # noqa: E402
+from recbole_duet.config import Config
+from recbole_duet.model.layers import realtime_window
+from recbole_duet.quick_start import prepare_experiment
 
 
 def cpu_ms(loss_of, repeats):

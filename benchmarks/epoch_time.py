@@ -2,7 +2,7 @@
 (as RecBole leaves it) and off (the plugin's default), with RecBole's element-wise GELU and with the fused one
 (:mod:`recbole_duet.speedups`, the plugin's), and DUET against its backbone.
 
-    OMP_NUM_THREADS=1 python benchmarks/epoch_time.py --dataset ml-100k --out benchmarks/results/epoch-time
+    OMP_NUM_THREADS=1 python -m benchmarks.epoch_time --dataset ml-100k --out benchmarks/results/epoch-time
 
 Every variant is built first (same data, same settings); then each round trains every variant for one epoch
 through RecBole's own trainer (``_train_epoch``), in turn, so slow phases of a shared machine hit all variants
@@ -21,12 +21,10 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recbole_duet.config import Config  # noqa: E402
-from recbole_duet.quick_start import prepare_experiment  # noqa: E402
-from recbole_duet.speedups import use_recbole_activations  # noqa: E402
-from recbole_duet.trainer import get_trainer  # noqa: E402
+from recbole_duet.config import Config
+from recbole_duet.quick_start import prepare_experiment
+from recbole_duet.speedups import use_recbole_activations
+from recbole_duet.trainer import get_trainer
 
 SETTINGS = {
     "MAX_ITEM_LIST_LENGTH": 20,

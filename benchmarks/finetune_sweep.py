@@ -1,6 +1,6 @@
 """How strong is the fine-tuning baseline? Re-score one trained DUET checkpoint with several settings.
 
-    python benchmarks/finetune_sweep.py --checkpoint saved/DUET-....pth --lrs 0.003 0.01 0.03 0.1 \\
+    python -m benchmarks.finetune_sweep --checkpoint saved/DUET-....pth --lrs 0.003 0.01 0.03 0.1 \\
         --steps 10 --out benchmarks/results/finetune-sweep-sasrec
 
 The checkpoint's own config (dataset, split, seed, backbone) rebuilds the data and the model; each
@@ -14,13 +14,10 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-from recbole_duet.checkpoint import load_checkpoint  # noqa: E402
-from recbole_duet.config import Config  # noqa: E402
-from recbole_duet.quick_start import prepare_experiment  # noqa: E402
-from recbole_duet.trainer import get_trainer  # noqa: E402
+from recbole_duet.checkpoint import load_checkpoint
+from recbole_duet.config import Config
+from recbole_duet.quick_start import prepare_experiment
+from recbole_duet.trainer import get_trainer
 
 REBUILD_KEYS = ("backbone", "seed", "MAX_ITEM_LIST_LENGTH", "eval_args", "metrics", "topk", "valid_metric", "eval_batch_size", "data_path")
 

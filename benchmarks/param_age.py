@@ -1,7 +1,7 @@
 """How fast generated parameters go stale: each trained DUET of a results folder scored with the parameters a
 device would hold ``k`` interactions after its last request (``duet_param_age: k``), against ``k = 0``.
 
-    python benchmarks/param_age.py --folder benchmarks/results/time-split-beauty-time --data-path ../shared/data
+    python -m benchmarks.param_age --folder benchmarks/results/time-split-beauty-time --data-path ../shared/data
 
 For every DUET record of the folder (at the learning rate chosen on validation) whose model the harness kept
 (``<folder>/models/``), the test cases are scored at each age in ``--ages`` and with the global layers alone (no
@@ -15,18 +15,14 @@ import math
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from paired import compare_all, interval  # noqa: E402
-from per_user import evaluate_per_user, load_per_user, save_per_user  # noqa: E402
-from report import selected_records  # noqa: E402
-from run import load_records, write_json_atomically  # noqa: E402
-
-from recbole_duet.checkpoint import load_checkpoint  # noqa: E402
-from recbole_duet.config import Config  # noqa: E402
-from recbole_duet.quick_start import prepare_experiment  # noqa: E402
-from recbole_duet.trainer import get_trainer  # noqa: E402
+from benchmarks.paired import compare_all, interval
+from benchmarks.per_user import evaluate_per_user, load_per_user, save_per_user
+from benchmarks.report import selected_records
+from benchmarks.run import load_records, write_json_atomically
+from recbole_duet.checkpoint import load_checkpoint
+from recbole_duet.config import Config
+from recbole_duet.quick_start import prepare_experiment
+from recbole_duet.trainer import get_trainer
 
 DEFAULT_AGES = [0, 1, 2, 5, 10]
 GLOBAL = "global"  # the global layers: a device that never requested

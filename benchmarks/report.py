@@ -3,8 +3,9 @@
 import statistics
 
 import numpy as np
-from paired import compare_all, interval, user_clusters
-from per_user import per_user_runs
+
+from benchmarks.paired import compare_all, interval, user_clusters
+from benchmarks.per_user import per_user_runs
 
 REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
 

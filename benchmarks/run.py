@@ -1,6 +1,6 @@
 """Benchmark DUET against its backbones, on-device fine-tuning and any RecBole model, with one protocol.
 
-    python benchmarks/run.py --suite quick --dataset ml-100k --seeds 3 \\
+    python -m benchmarks.run --suite quick --dataset ml-100k --seeds 3 \\
         --models SASRec DUET-SASRec Base-SASRec Finetune-SASRec GRU4Rec DUET-GRU4Rec Base-GRU4Rec Finetune-GRU4Rec \\
         --out benchmarks/results/ml-100k-quick
 
@@ -27,7 +27,7 @@ per rate, and each later seed uses the rate whose first-seed run had the best va
 (the trained member, DUET-X or Layers-X, decides for its family); tables report, per model and seed, the run at
 the chosen rate.
 
-With ``--backbones-from FOLDER`` (and e.g. ``--config-files benchmarks/frozen-backbone.yaml``) every family
+With ``--backbones-from FOLDER`` (and e.g. ``--config-files benchmarks/configs/frozen-backbone.yaml``) every family
 training starts its backbone from the backbone's own run of the same seed in ``FOLDER`` (the best model each
 plain training keeps in ``<out>/models/``), so DUET and the extra layers are trained on top of the very model
 they are compared with. With ``--cloud-from FOLDER`` every DUET training starts from the Layers run of the same
@@ -53,15 +53,12 @@ import shutil
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
+import yaml
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
-
-from adaptation import measure_adaptation  # noqa: E402
-from per_user import evaluate_per_user, save_per_user  # noqa: E402
-from report import (  # noqa: E402
+from benchmarks.adaptation import measure_adaptation
+from benchmarks.per_user import evaluate_per_user, save_per_user
+from benchmarks.report import (
     epoch_cap_line,
     machines_line,
     paired_comparisons,
@@ -73,11 +70,10 @@ from report import (  # noqa: E402
     summary_table,
     write_plots,
 )
-
-from recbole_duet.cloud_first import cloud_state_file  # noqa: E402
-from recbole_duet.config import Config  # noqa: E402
-from recbole_duet.quick_start import run_experiment  # noqa: E402
-from recbole_duet.run_log import plain_metrics  # noqa: E402
+from recbole_duet.cloud_first import cloud_state_file
+from recbole_duet.config import Config
+from recbole_duet.quick_start import run_experiment
+from recbole_duet.run_log import plain_metrics
 
 # How the data is split (--protocol). leave-one-out: each user's last item is the test case, the one before it the
 # validation case, everything earlier trains. time-split: RecBole's global time split; every interaction after the

@@ -1,6 +1,6 @@
 """Serving benchmark: an exported DUET bundle under ``recbole-duet serve``, driven over HTTP.
 
-    python benchmarks/serving.py --checkpoint saved/DUET-<time>.pth --out benchmarks/results/serving
+    python -m benchmarks.serving --checkpoint saved/DUET-<time>.pth --out benchmarks/results/serving
 
 1. Export the checkpoint (or take ``--bundle``); the export checks the bundle against PyTorch on the dataset's
    test users and the report keeps those numbers.
@@ -34,10 +34,8 @@ import time
 import httpx
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recbole_duet.bundle import PayloadCodec, read_manifest  # noqa: E402
-from recbole_duet.serving.generator import BundleGenerator  # noqa: E402
+from recbole_duet.bundle import PayloadCodec, read_manifest
+from recbole_duet.serving.generator import BundleGenerator
 
 WINDOW_POOL = 1000
 

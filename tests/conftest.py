@@ -22,6 +22,14 @@ TINY_MODEL_CONFIG = {
 }
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def repo_on_path(*first):
+    """The environment of a ``python -m benchmarks.<script>`` subprocess started outside the repository root."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, first), REPO])}
+
+
 def write_atomic_dataset(root, name="tiny", n_users=30, n_items=40, min_len=6, max_len=14, seed=0, item_file=False):
     """Write ``<root>/<name>/<name>.inter`` with per-user drifting interests; return ``root``.
 

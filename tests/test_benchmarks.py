@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_MODEL_CONFIG, write_atomic_dataset, write_interleaved_dataset
+from conftest import REPO, TINY_MODEL_CONFIG, repo_on_path, write_atomic_dataset, write_interleaved_dataset
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["SASRec", "DUET-SASRec", "Base-SASRec", "Finetune-SASRec"]
 ADAPTATION_KEYS = {"generation_ms_p50", "generation_ms_p99", "devices_per_s", "finetune_ms_per_device", "payload_bytes"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -36,10 +35,10 @@ def harness(tmp_path):
     out = tmp_path / "out"
 
     def run(seeds, models=MODELS, extra=()):
-        command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny"]
+        command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny"]
         command += ["--data-path", data_path, "--seeds", str(seeds), "--models", *models]
         command += ["--config-files", str(overrides), "--out", str(out), *extra]
-        completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
         assert completed.returncode == 0, completed.stderr[-3000:]
         return completed.stdout, json.loads((out / "results.json").read_text())
 
@@ -154,10 +153,10 @@ def test_harness_without_matplotlib_warns_before_training_and_skips_the_plots(tm
     settings = {**TINY_MODEL_CONFIG, "MAX_ITEM_LIST_LENGTH": 8, "epochs": 1, "state": "INFO"}  # training logs first
     overrides.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "1"]
     command += ["--data-path", write_atomic_dataset(str(tmp_path / "data")), "--models", "GRU4Rec"]
     command += ["--config-files", str(overrides), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+    env = repo_on_path(hidden.parent)
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stderr.startswith("warning: matplotlib is not installed (pip install 'recbole-duet[bench]')")
@@ -169,9 +168,7 @@ def test_harness_goes_on_from_the_state_a_stopped_training_left(harness, tmp_pat
     run, out = harness
     # What a harness stopped after GRU4Rec's first epoch leaves behind: its state file under <out>/checkpoints.
     monkeypatch.chdir(tmp_path)
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    from run import PROTOCOL
-
+    from benchmarks.run import PROTOCOL
     from recbole_duet.checkpoint import load_checkpoint
     from recbole_duet.config import Config
     from recbole_duet.quick_start import run_experiment
@@ -188,8 +185,7 @@ def test_harness_goes_on_from_the_state_a_stopped_training_left(harness, tmp_pat
 
 
 def test_records_from_another_harness_sharing_the_folder_are_kept(tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    from run import append_records
+    from benchmarks.run import append_records
 
     path = str(tmp_path / "results.json")
     append_records(path, [{"model": "GRU4Rec"}])
@@ -203,8 +199,7 @@ def test_records_from_another_harness_sharing_the_folder_are_kept(tmp_path):
 
 
 def test_the_report_names_every_machine_and_never_mixes_their_seconds():
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    from report import machines_line, ratio_lines, summary_table
+    from benchmarks.report import machines_line, ratio_lines, summary_table
 
     gpu = "NVIDIA H100 80GB HBM3, torch 2.11.0"
     adaptation = {"finetune_ms_per_device": 2.0, "generation_ms_p50": 0.5, "payload_bytes": 1024}
@@ -230,7 +225,7 @@ def test_the_report_names_every_machine_and_never_mixes_their_seconds():
     assert "epoch time DUET/backbone = 0.05," in ratio_lines(records)[0]
 
 
-ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "ablations")
+ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "configs", "ablations")
 
 
 @pytest.mark.parametrize("name", sorted(os.listdir(ABLATIONS)))
@@ -253,12 +248,12 @@ def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(h
 
     run, out = harness
     _, backbones = run(seeds=2, models=["SASRec"], extra=["--lr-grid", "0.0001", "0.01"])
-    frozen = os.path.join(REPO, "benchmarks", "frozen-backbone.yaml")
+    frozen = os.path.join(REPO, "benchmarks", "configs", "frozen-backbone.yaml")
     atop = tmp_path / "atop"
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "2"]
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "2"]
     command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "Layers-SASRec", "--lr-grid", "0.01"]
     command += ["--config-files", str(tmp_path / "tiny.yaml"), frozen, "--backbones-from", str(out), "--out", str(atop)]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = json.loads((atop / "results.json").read_text())
     assert len(records) == 4
@@ -274,10 +269,10 @@ def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(h
 
 def failed_run_from(flag, folder, tmp_path):
     """stderr of a DUET-SASRec family run with ``flag folder`` (``--backbones-from``, ``--cloud-from``), which must fail."""
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "1"]
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "1"]
     command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "--config-files", str(tmp_path / "tiny.yaml")]
     command += [flag, str(folder), "--out", str(tmp_path / "atop")]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
     assert completed.returncode != 0
     return completed.stderr
 
@@ -301,10 +296,10 @@ def test_duet_families_learn_on_the_fixed_layers_model_of_their_seed(harness, tm
     """``--cloud-from``: DUET's cloud model is the Layers run of its seed, so its Base member is that very model."""
     run, out = harness
     _, layers = run(seeds=2, models=["Layers-SASRec"], extra=["--lr-grid", "0.01"])
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "2"]
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "2"]
     command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "Base-SASRec", "--lr-grid", "0.01"]
     command += ["--config-files", str(tmp_path / "tiny.yaml"), "--cloud-from", str(out), "--out", str(tmp_path / "atop")]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = json.loads((tmp_path / "atop" / "results.json").read_text())
     assert sorted((r["model"], r["seed"]) for r in records) == [
@@ -332,9 +327,9 @@ def test_only_seeds_runs_just_those_seeds(harness):
 
 def test_only_seeds_outside_the_seeds_is_refused(harness, tmp_path):
     _, out = harness
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "tiny", "--seeds", "2"]
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "2"]
     command += ["--models", "SASRec", "--only-seeds", "2022", "--out", str(out)]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
     assert completed.returncode != 0
     assert "--only-seeds [2022]: not among the --seeds 2 ([2020, 2021])" in completed.stderr
 
@@ -348,10 +343,10 @@ def test_the_time_split_protocol_and_the_parameter_age_curve(tmp_path):
                 "epochs": 1, "train_batch_size": 64, "state": "WARNING"}
     overrides.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "run.py"), "--dataset", "clock", "--seeds", "1"]
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "clock", "--seeds", "1"]
     command += ["--protocol", "time-split", "--data-path", data_path, "--models", "DUET-SASRec", "Base-SASRec"]
     command += ["--config-files", str(overrides), "--out", str(out)]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
     assert records["DUET-SASRec"]["config"]["eval_args"]["split"] == {"TS": [0.8, 0.1, 0.1]}
@@ -360,9 +355,9 @@ def test_the_time_split_protocol_and_the_parameter_age_curve(tmp_path):
     report = (out / "results.md").read_text()
     assert "per-user mean difference" in report and "Per-user means (each user's cases averaged first" in report
 
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "param_age.py"), "--folder", str(out)]
+    command = [sys.executable, "-m", "benchmarks.param_age", "--folder", str(out)]
     command += ["--data-path", data_path, "--ages", "0", "2"]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = {(r["setting"], r["metric"]): r for r in json.loads((out / "param_age.json").read_text())}
     assert set(rows) == {(s, m) for s in (0, 2, "global") for m in ("ndcg@10", "recall@10")}

@@ -8,12 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import write_atomic_dataset
+from conftest import repo_on_path, write_atomic_dataset
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-
-from by_history import parse_pairs, split_comparisons, strata  # noqa: E402
+from benchmarks.by_history import parse_pairs, split_comparisons, strata
 
 
 def runs(users, per_seed):
@@ -82,9 +79,9 @@ def test_the_script_splits_a_suite_folder_by_the_histories_in_the_dataset(tmp_pa
         )
     (folder / "results.json").write_text(json.dumps(records))
     out = tmp_path / "by-history.json"
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "by_history.py"), "--folder", str(folder)]
+    command = [sys.executable, "-m", "benchmarks.by_history", "--folder", str(folder)]
     command += ["--data-path", data, "--pairs", "DUET-SASRec:SASRec", "--out", str(out)]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=repo_on_path())
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(out.read_text())
     assert summary["edges"] == [9]  # the records' window
@@ -95,7 +92,7 @@ def test_the_script_splits_a_suite_folder_by_the_histories_in_the_dataset(tmp_pa
     assert rows["> 9", "recall@10"]["mean_difference"] == pytest.approx(0.1)
     assert "| DUET-SASRec | SASRec | > 9 | " in completed.stdout
 
-    completed = subprocess.run(command[:-4] + ["--pairs", "DUET-SASRec:GRU4Rec", "--out", str(out)], capture_output=True, text=True)
+    completed = subprocess.run(command[:-4] + ["--pairs", "DUET-SASRec:GRU4Rec", "--out", str(out)], capture_output=True, text=True, env=repo_on_path())
     assert completed.returncode != 0 and "no per-user results of 'GRU4Rec'" in completed.stderr
 
 
@@ -107,7 +104,7 @@ def test_a_pair_without_a_colon_is_refused_by_name():
 def test_a_time_split_case_counts_its_users_earlier_interactions_and_knows_new_users(tmp_path):
     from conftest import write_interleaved_dataset
 
-    from by_history import case_histories
+    from benchmarks.by_history import case_histories
 
     root, histories = write_interleaved_dataset(str(tmp_path / "data"), n_users=80)
     histories["new"] = [(9_990, "i1"), (9_995, "i2"), (9_999, "i3")]  # every interaction after the boundary

@@ -1,16 +1,13 @@
 """The harness's statistics: paired differences, the within-seed bootstrap, and the choice of learning rate."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
 from scipy import stats
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-from paired import compare, compare_all, stratified_bootstrap_cis  # noqa: E402
-from report import selected_records  # noqa: E402
+from benchmarks.paired import compare, compare_all, stratified_bootstrap_cis
+from benchmarks.report import selected_records
 
 
 def run(users, values, metric="ndcg@10"):
@@ -125,7 +122,7 @@ def test_finetune_rows_recorded_before_the_layers_family_follow_duets_rate():
 
 
 def test_a_family_member_added_later_is_the_only_one_recorded_again():
-    from run import pending_jobs
+    from benchmarks.run import pending_jobs
 
     records = [
         {"dataset": "d", "model": m, "seed": 2020, "learning_rate": 0.001, "valid": {"ndcg@10": 0.1}}
@@ -167,7 +164,7 @@ def write_variant(folder, valid_by_seed, per_user_by_seed, metric="ndcg@10"):
 
 @pytest.mark.parametrize("metric", ["ndcg@10", "recall@10"])
 def test_ablation_table_compares_each_variant_with_the_reference_on_shared_seeds(tmp_path, metric):
-    from ablation_table import markdown, variant_row, variant_runs
+    from benchmarks.ablation_table import markdown, variant_row, variant_runs
 
     reference_users = {1: ([1, 2], [0.5, 0.0]), 2: ([1, 2], [1.0, 0.0])}
     reference = write_variant(tmp_path / "ref", {1: 0.30, 2: 0.40}, reference_users, metric)
@@ -184,7 +181,7 @@ def test_ablation_table_compares_each_variant_with_the_reference_on_shared_seeds
 
 
 def test_ablation_variants_may_name_another_model_of_their_folder(tmp_path):
-    from ablation_table import parse_variants
+    from benchmarks.ablation_table import parse_variants
 
     folder = write_variant(tmp_path / "suite", {1: 0.3}, {1: ([1], [0.5])})
     assert parse_variants([f"duet={folder}", f"gru=GRU4Rec@{folder}"], "DUET-GRU4Rec") == {
