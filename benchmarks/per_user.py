@@ -56,10 +56,15 @@ def evaluate_per_user(trainer, eval_data):
 
 
 def save_per_user(folder, name, per_user):
-    """Write ``<folder>/per_user/<name>.npz`` (compressed); return its path relative to ``folder``."""
+    """Write ``<folder>/per_user/<name>.npz`` (compressed) atomically: a harness stopped mid-write leaves the old
+    file or none, never a truncated one that a later report would fail on. Return its path relative to
+    ``folder``."""
     relative = os.path.join("per_user", f"{name}.npz")
     os.makedirs(os.path.join(folder, "per_user"), exist_ok=True)
-    np.savez_compressed(os.path.join(folder, relative), **per_user)
+    path = os.path.join(folder, relative)
+    with open(path + ".tmp", "wb") as file:
+        np.savez_compressed(file, **per_user)
+    os.replace(path + ".tmp", path)
     return relative
 
 
