@@ -1,11 +1,12 @@
-"""Every DUET key is defined once (recbole_duet.model.settings.KEYS): the yaml defaults, the checks and the README's
-table are written from it, and none of them may drift."""
+"""Every DUET key is defined once (recbole_duet.model.settings.KEYS): the yaml defaults, the checks and the table of
+docs/configuration.md are written from it, and none of them may drift."""
 
 import os
 
 import yaml
 
 from recbole_duet.model.settings import (
+    CONFIGURATION_PAGE,
     DUET_KEYS,
     KEYS,
     TABLE_END,
@@ -38,9 +39,9 @@ def test_the_yaml_defaults_are_the_keys_defaults_and_pass_their_checks():
     assert set(DUET_KEYS) == {key.name for key in KEYS} - {"backbone"}
 
 
-def test_the_readme_table_is_written_from_the_keys():
-    readme = read("README.md")
-    table = readme[readme.index(TABLE_START) : readme.index(TABLE_END) + len(TABLE_END)]
+def test_the_docs_table_is_written_from_the_keys():
+    page = read(CONFIGURATION_PAGE)
+    table = page[page.index(TABLE_START) : page.index(TABLE_END) + len(TABLE_END)]
     assert table == render_markdown_table(backbone_defaults(PROPERTIES)), "run: python -m recbole_duet.model.settings"
 
 

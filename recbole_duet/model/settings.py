@@ -1,7 +1,7 @@
 """The DUET configuration keys, their allowed values, and the check that runs when a Config is built.
 
 Every key is defined once, in :data:`KEYS` (name, type, default, allowed values, one-line meaning):
-``properties/model/DUET.yaml`` is written from it (:func:`render_yaml`) and the README's table too
+``properties/model/DUET.yaml`` is written from it (:func:`render_yaml`) and the table of docs/configuration.md too
 (:func:`render_markdown_table`); ``python -m recbole_duet.model.settings`` rewrites both, and a test checks that
 neither has drifted. Checking here (and not when the model is built) makes a typo fail in a second, before the
 dataset is read.
@@ -67,7 +67,7 @@ def _boolean():
 
 
 class Key(NamedTuple):
-    """One DUET key, defined here only: ``DUET.yaml``, the check below and the README's table come from it."""
+    """One DUET key, defined here only: ``DUET.yaml``, the check below and the docs' table come from it."""
 
     name: str
     type: str
@@ -79,7 +79,7 @@ class Key(NamedTuple):
 KEYS = [
     Key(
         "backbone", "str", 'SASRec', None,
-        "RecBole model providing the static layers: DIN or a next-item model with SASRec's contract (README, Backbones).",
+        "RecBole model providing the static layers: DIN or a next-item model with SASRec's contract (docs/backbones.md).",
     ),
     Key(
         "duet_layers", "int", 2, _integer_at_least(1),
@@ -115,7 +115,7 @@ KEYS = [
     ),
     Key(
         "umn_weight", "float", 1.0, _non_negative_number(),
-        "Weight of the Universal Meta Network's loss: L = L_ppg + umn_weight * L_umn (1, the paper's: chosen on validation, docs/BENCHMARKS.md; 0 skips its pass).",
+        "Weight of the Universal Meta Network's loss: L = L_ppg + umn_weight * L_umn (1, the paper's: chosen on validation, docs/study-log.md; 0 skips its pass).",
     ),
     Key(
         "ppg_scope", "str", 'all', _one_of(PPG_SCOPES),
@@ -139,7 +139,7 @@ KEYS = [
     ),
     Key(
         "training_order", "str", 'cloud_first', _one_of(TRAINING_ORDERS),
-        "'cloud_first': train the cloud model (backbone + global layers, L_umn) to its own early stop, then the generator on it, fixed (as cloud_checkpoint), in one run; 'joint': one training of everything (DIN's default: DUET-DIN.yaml). Chosen on Beauty's validation for SASRec and GRU4Rec (docs/BENCHMARKS.md).",
+        "'cloud_first': train the cloud model (backbone + global layers, L_umn) to its own early stop, then the generator on it, fixed (as cloud_checkpoint), in one run; 'joint': one training of everything (DIN's default: DUET-DIN.yaml). Chosen on Beauty's validation for SASRec and GRU4Rec (docs/study-log.md).",
     ),
     Key(
         "generator_lr_scale", "float", 1.0, _positive_number(),
@@ -216,6 +216,8 @@ def _check_fixed_cloud(settings):
 
 YAML_HEADER = "# DUET (WWW 2023). The backbone's own RecBole yaml is loaded first; these keys are layered on top of it."
 TABLE_START, TABLE_END = "<!-- duet keys: start (python -m recbole_duet.model.settings) -->", "<!-- duet keys: end -->"
+# The page that holds the table, relative to the repository root.
+CONFIGURATION_PAGE = os.path.join("docs", "configuration.md")
 
 
 def yaml_value(value):
@@ -231,7 +233,7 @@ def render_yaml():
 
 
 def render_markdown_table(backbone_defaults):
-    """The README's table of DUET keys; ``backbone_defaults`` maps a backbone to the keys its own yaml
+    """The table of DUET keys in docs/configuration.md; ``backbone_defaults`` maps a backbone to the keys its own yaml
     (``DUET-<backbone>.yaml``) sets otherwise."""
     lines = [TABLE_START, "| key | default | allowed | meaning |", "|---|---|---|---|"]
     for key in KEYS:
@@ -241,7 +243,7 @@ def render_markdown_table(backbone_defaults):
             for backbone, values in sorted(backbone_defaults.items())
             if key.name in values
         )
-        allowed = key.check[1] if key.check is not None else "see Backbones"
+        allowed = key.check[1] if key.check is not None else "see docs/backbones.md"
         lines.append(f"| `{key.name}` | {default} | {allowed} | {key.meaning} |")
     return "\n".join(lines + [TABLE_END])
 
@@ -259,22 +261,23 @@ def backbone_defaults(properties):
     return found
 
 
-def replace_table(readme, table):
-    """``readme`` with the text between the table markers replaced by ``table``."""
-    start, end = readme.index(TABLE_START), readme.index(TABLE_END) + len(TABLE_END)
-    return readme[:start] + table + readme[end:]
+def replace_table(page, table):
+    """``page`` with the text between the table markers replaced by ``table``."""
+    start, end = page.index(TABLE_START), page.index(TABLE_END) + len(TABLE_END)
+    return page[:start] + table + page[end:]
 
 
 def main(root):
-    """Rewrite ``properties/model/DUET.yaml`` and the README's table under ``root`` from :data:`KEYS`."""
+    """Rewrite ``properties/model/DUET.yaml`` and the table in ``docs/configuration.md`` under ``root`` from
+    :data:`KEYS`."""
     properties = os.path.join(root, "properties")
     with open(os.path.join(properties, "model", "DUET.yaml"), "w", encoding="utf-8") as file:
         file.write(render_yaml())
-    readme_path = os.path.join(root, "README.md")
-    with open(readme_path, encoding="utf-8") as file:
-        readme = file.read()
-    with open(readme_path, "w", encoding="utf-8") as file:
-        file.write(replace_table(readme, render_markdown_table(backbone_defaults(properties))))
+    page_path = os.path.join(root, CONFIGURATION_PAGE)
+    with open(page_path, encoding="utf-8") as file:
+        page = file.read()
+    with open(page_path, "w", encoding="utf-8") as file:
+        file.write(replace_table(page, render_markdown_table(backbone_defaults(properties))))
 
 
 if __name__ == "__main__":
