@@ -3,7 +3,7 @@
 The paper's flow trains the cloud model first (the Universal Meta Network: the backbone with its dynamic
 layers as ordinary global layers) and then the parameter generator on top of it. Trained that way, with the
 cloud model early-stopped on its own validation and then kept fixed while the generator learns, DUET beat joint
-training on Beauty's validation for both SASRec and GRU4Rec (docs/BENCHMARKS.md). This module describes the two
+training on Beauty's validation for both SASRec and GRU4Rec (docs/study-log.md). This module describes the two
 stages of such a run as configs derived from the user's; :func:`recbole_duet.quick_start.run_experiment` runs them:
 
 1. the **cloud stage**: DUET with ``duet_inference: global`` (``L_umn`` alone), its best model kept under

@@ -5,7 +5,7 @@ RecBole's ``FeedForward`` (the Transformer block of SASRec, BERT4Rec, S3Rec, FDS
 the ``[batch, length, inner]`` activations that is five passes forward for GELU, with four intermediates kept
 for a backward pass of as many more. torch's fused ``F.gelu`` (the exact, erf form) and ``F.silu`` compute the
 same functions in one pass each way: on the 2-core CPU a SASRec training step (ml-100k, 2,048 histories of 20)
-takes about 0.6 times as long (``benchmarks/epoch_time.py``, docs/BENCHMARKS.md). Outputs agree to float
+takes about 0.6 times as long (``benchmarks/epoch_time.py``, docs/study-log.md). Outputs agree to float
 rounding (~1e-6).
 
 ``FeedForward`` binds its activation when it is built (``get_hidden_act``), so the fused versions reach every

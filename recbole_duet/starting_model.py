@@ -4,7 +4,7 @@ DUET started from a trained model (``cloud_checkpoint``, i.e. the generator stag
 cloud_first``, or ``backbone_checkpoint``) begins as exactly that model: the generated update starts at zero and
 the dynamic layers as the identity. RecBole validates only after each epoch, so a training none of whose epochs
 validated above its start kept its least bad epoch, a model worse on validation than the one it began as (Beauty,
-DUET(GRU4Rec), seed 2022: 0.0504 against its cloud model's 0.0505, docs/BENCHMARKS.md). Here the starting model is
+DUET(GRU4Rec), seed 2022: 0.0504 against its cloud model's 0.0505, docs/study-log.md). Here the starting model is
 validated once before training and competes for the best checkpoint like an epoch, kept only when it validates
 strictly above every epoch. It takes no part in early stopping, and RecBole's full-ranking validation draws from no
 random stream, so the training itself runs exactly as it would without it (tests/test_starting_model.py).

@@ -1,6 +1,4 @@
-r"""
-DUET
-################################################
+r"""DUET for RecBole's next-item backbones.
 
 Reference:
     Zheqi Lv et al. "DUET: A Tuning-Free Device-Cloud Collaborative Parameters Generation Framework for

@@ -1,6 +1,4 @@
-r"""
-DUET on DIN
-################################################
+r"""DUET on DIN.
 
 ``model: DUET`` with ``backbone: DIN``. RecBole's DIN provides the static layers (feature embeddings and
 target-aware attention pooling); its prediction MLP (hidden layers from ``mlp_hidden_size`` and the final

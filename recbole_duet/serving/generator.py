@@ -12,7 +12,7 @@ class BundleGenerator:
 
     Args:
         bundle (str): folder written by ``recbole-duet export``.
-        threads (int): onnxruntime intra-op threads; one per replica, scale with replicas (README).
+        threads (int): onnxruntime intra-op threads; one per replica, scale with replicas (docs/deployment.md).
     """
 
     def __init__(self, bundle, threads=1):

@@ -2,7 +2,7 @@
 
 Workers are separate processes sharing the listening socket; uvicorn's supervisor restarts one that dies
 (SIGKILL included) while the others keep answering. Each worker is stateless apart from its micro-batching
-queue, so N replicas behind any load balancer scale the same way (README).
+queue, so N replicas behind any load balancer scale the same way (docs/deployment.md).
 """
 
 import ipaddress
