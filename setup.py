@@ -44,6 +44,14 @@ SERVE_REQUIRES = [
     "uvicorn[standard]>=0.30",
     "prometheus_client>=0.20",
 ]
+DOCS_REQUIRES = [
+    # The documentation site (mkdocs.yml): MkDocs 1.6 for its link and anchor validation, which `mkdocs build
+    # --strict` in CI turns into errors; the Material theme; mkdocstrings' Python handler for the API reference,
+    # rendered from the docstrings without importing the package.
+    "mkdocs>=1.6",
+    "mkdocs-material>=9.5",
+    "mkdocstrings[python]>=0.29",
+]
 BENCH_REQUIRES = [
     "matplotlib>=3.7",
     # benchmarks/serving.py drives the service with an asynchronous httpx client.
@@ -76,6 +84,8 @@ setup(
         "hyper": HYPER_REQUIRES,
         # recbole-duet export / serve and the device runtime (recbole_duet.device needs onnxruntime only).
         "serve": SERVE_REQUIRES,
+        # mkdocs serve / mkdocs build --strict (CI builds the docs after the tests).
+        "docs": DOCS_REQUIRES,
         # The deployment tests fuzz a live server with hypothesis through httpx; the batcher's run on looptime's
         # fake-clock event loop, so that a busy machine cannot move a batch's departure.
         # psycopg2-binary: the search's test against a real PostgreSQL server.
