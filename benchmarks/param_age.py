@@ -36,6 +36,21 @@ def model_file(folder, record):
     return os.path.join(folder, "models", f"{stem}.pth")
 
 
+def load_trained_duet(record, folder, data_path):
+    """The trained DUET the harness kept for ``record``, in evaluation mode: ``(config, model, test data)``."""
+    config_dict = {**record["config"], **({"data_path": data_path} if data_path else {}), "show_progress": False}
+    config = Config(model="DUET", dataset=record["dataset"], config_dict=config_dict)
+    _, (_, _, test_data), model = prepare_experiment(config)
+    model.load_state_dict(load_checkpoint(model_file(folder, record))["state_dict"])
+    return config, model.eval(), test_data
+
+
+def trained_duet_records(folder):
+    """The folder's DUET records at the learning rate chosen on validation whose model the harness kept."""
+    records = selected_records(load_records(os.path.join(folder, "results.json")))
+    return [r for r in records if r["model"].startswith("DUET-") and os.path.isfile(model_file(folder, r))]
+
+
 def score_at_ages(record, folder, ages, data_path):
     """Per-case test metrics of one trained DUET at each age and with its global layers: ``setting -> arrays``.
     Settings scored before (their per-case file exists) are read back, not scored again."""
@@ -44,10 +59,7 @@ def score_at_ages(record, folder, ages, data_path):
     runs = {s: load_per_user(folder, {"per_user_file": f}) for s, f in files.items() if os.path.isfile(os.path.join(folder, f))}
     if len(runs) == len(files):
         return runs
-    config_dict = {**record["config"], **({"data_path": data_path} if data_path else {}), "show_progress": False}
-    config = Config(model="DUET", dataset=record["dataset"], config_dict=config_dict)
-    _, (_, _, test_data), model = prepare_experiment(config)
-    model.load_state_dict(load_checkpoint(model_file(folder, record))["state_dict"])
+    config, model, test_data = load_trained_duet(record, folder, data_path)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     for setting in files:
         if setting in runs:
@@ -62,11 +74,9 @@ def score_at_ages(record, folder, ages, data_path):
 
 def age_curve(folder, ages, data_path):
     """Rows ``{model, setting, metric, mean, difference to k=0, ci95, per-user difference, per_user_ci95, p}``."""
-    records = [r for r in selected_records(load_records(os.path.join(folder, "results.json"))) if r["model"].startswith("DUET-")]
     by_model = {}
-    for record in records:
-        if os.path.isfile(model_file(folder, record)):
-            by_model.setdefault(record["model"], {})[record["seed"]] = score_at_ages(record, folder, ages, data_path)
+    for record in trained_duet_records(folder):
+        by_model.setdefault(record["model"], {})[record["seed"]] = score_at_ages(record, folder, ages, data_path)
     requests, keys = [], []
     for model, seeds in sorted(by_model.items()):
         for setting in [*ages, GLOBAL]:

@@ -7,7 +7,7 @@ A bundle is a folder written by ``recbole-duet export``:
 * ``manifest.json``: backbone, sizes, the payload layout and the model version (a hash of the weights);
 * ``items.json``: the dataset's own item tokens, indexed by RecBole's internal item id (index 0 is padding),
   so requests, payloads and recommendations speak the user's item ids, never RecBole's remapped ones;
-* ``generator.onnx`` (cloud) and ``device.onnx`` (device), see :mod:`recbole_duet.deploy.graphs`.
+* ``generator.onnx`` (cloud), ``device.onnx`` and ``code.onnx`` (device), see :mod:`recbole_duet.deploy.graphs`.
 
 A payload is what the service sends one device: a small JSON object with the model version, the dtype and
 the device's generated parameters concatenated in the manifest's layout order, base85-encoded (25% larger
@@ -24,6 +24,7 @@ MANIFEST_FILE = "manifest.json"
 ITEMS_FILE = "items.json"
 GENERATOR_FILE = "generator.onnx"
 DEVICE_FILE = "device.onnx"
+CODE_FILE = "code.onnx"  # the device's code, for the drift request policy (bundles exported before it lack it)
 PAYLOAD_DTYPES = ("float32", "float16")
 
 

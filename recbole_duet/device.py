@@ -19,7 +19,15 @@ import urllib.request
 import numpy as np
 import onnxruntime as ort
 
-from recbole_duet.bundle import DEVICE_FILE, BundleError, ItemVocabulary, PayloadCodec, left_aligned, read_manifest
+from recbole_duet.bundle import (
+    CODE_FILE,
+    DEVICE_FILE,
+    BundleError,
+    ItemVocabulary,
+    PayloadCodec,
+    left_aligned,
+    read_manifest,
+)
 
 
 class ServiceError(BundleError):
@@ -64,15 +72,46 @@ class DeviceModel:
     """
 
     def __init__(self, bundle, threads=1):
+        self.bundle = bundle
         self.manifest = read_manifest(bundle)
         self.vocabulary = ItemVocabulary.from_bundle(bundle)
         self.codec = PayloadCodec(self.manifest)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            os.path.join(bundle, DEVICE_FILE), options, providers=["CPUExecutionProvider"]
+        self.options = ort.SessionOptions()
+        self.options.intra_op_num_threads = threads
+        self.options.inter_op_num_threads = 1
+        self.session = self._session(DEVICE_FILE)
+        self._code_session = None  # opened at the first device_code call: only the drift policy needs it
+
+    def _session(self, file_name):
+        return ort.InferenceSession(
+            os.path.join(self.bundle, file_name), self.options, providers=["CPUExecutionProvider"]
         )
+
+    def _history_inputs(self, history):
+        if not history:
+            raise BundleError("history: needs at least one item")
+        item_seq, item_seq_len = left_aligned([self.vocabulary.ids(history, "history")], self.manifest["max_history"])
+        return {"item_seq": item_seq, "item_seq_len": item_seq_len}
+
+    def device_code(self, history):
+        """The device's code ``[h]``: the generator's summary of its real-time window, as the service would compute
+        it from this history. The ``drift`` request policy compares it with the code of the last request.
+
+        Raises:
+            BundleError: the bundle has no ``code.onnx`` (exported before request policies: export it again).
+        """
+        if self._code_session is None:
+            if not os.path.isfile(os.path.join(self.bundle, CODE_FILE)):
+                raise BundleError(f"'{self.bundle}' has no {CODE_FILE}: export the bundle again for the drift policy")
+            self._code_session = self._session(CODE_FILE)
+        (code,) = self._code_session.run(None, self._history_inputs(history))
+        return code[0]
+
+    def global_payload(self):
+        """A payload with a zero update: the cloud model's global layers, what a device that never asked scores
+        with."""
+        zeros = [np.zeros((1, *shape), dtype=np.float32) for _, shape in self.codec.layout]
+        return self.codec.encode(zeros)[0]
 
     def scores(self, history, payload):
         """Scores ``[n_items]`` of every item (indexed by internal id; index 0 is padding) for this device.
@@ -82,10 +121,7 @@ class DeviceModel:
                 ``max_history`` (the model's ``MAX_ITEM_LIST_LENGTH``) are used.
             payload (dict): the service's answer for this device, as it came (decoded JSON).
         """
-        if not history:
-            raise BundleError("history: needs at least one item")
-        item_seq, item_seq_len = left_aligned([self.vocabulary.ids(history, "history")], self.manifest["max_history"])
-        inputs = {"item_seq": item_seq, "item_seq_len": item_seq_len, **self.codec.decode(payload)}
+        inputs = {**self._history_inputs(history), **self.codec.decode(payload)}
         if self.manifest["backbone"] == "DIN":
             inputs["items"] = np.arange(len(self.vocabulary), dtype=np.int64)[None, :]
         (scores,) = self.session.run(None, inputs)

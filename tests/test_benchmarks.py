@@ -366,3 +366,22 @@ def test_the_time_split_protocol_and_the_parameter_age_curve(tmp_path):
     assert fresh["mean"] == pytest.approx(records["DUET-SASRec"]["test"]["ndcg@10"], abs=1e-4)
     assert rows["global", "ndcg@10"]["mean"] == pytest.approx(float(base["ndcg@10"].mean()), abs=1e-6)
     assert (out / "param_age.md").read_text().count("| DUET-SASRec |") == 6
+
+    # request_policies.py replays the same test period: always is the record, never its Base (the global layers)
+    command = [sys.executable, "-m", "benchmarks.request_policies", "--folder", str(out), "--data-path", data_path]
+    command += ["--policies", "always", "never", "every_k:2", "drift:0.05"]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = json.loads((out / "request_policies.json").read_text())
+    pooled = {f"{r['policy']}:{r['setting']}": r for r in rows if r["seed"] == "pooled"}
+    assert len(rows) == 8 and set(pooled) == {"always:None", "never:None", "every_k:2", "drift:0.05"}
+    assert pooled["always:None"]["ndcg@10"] == pytest.approx(records["DUET-SASRec"]["test"]["ndcg@10"], abs=1e-4)
+    assert pooled["never:None"]["ndcg@10"] == pytest.approx(float(base["ndcg@10"].mean()), abs=1e-6)
+    cases_per_user = np.unique(base["users"], return_counts=True)[1]
+    every_2 = pooled["every_k:2"]
+    assert every_2["request_rate"] == pytest.approx(np.ceil(cases_per_user / 2).sum() / cases_per_user.sum())
+    assert pooled["always:None"]["request_rate"] == 1 and pooled["never:None"]["request_rate"] == 0
+    assert pooled["never:None"]["bytes_per_interaction"] == 0 < every_2["bytes_per_interaction"]
+    assert every_2["bytes_per_interaction"] == pytest.approx(every_2["request_rate"] * pooled["always:None"]["bytes_per_interaction"])
+    assert pooled["always:None"]["ndcg@10_minus_always"] == 0 and pooled["always:None"]["ndcg@10_ci95"] == [0, 0]
+    assert (out / "request_policies.md").read_text().count("| DUET-SASRec |") == 4

@@ -41,7 +41,7 @@ def bundle(request, tmp_path_factory):
 
 def test_layout_of_the_bundle(bundle):
     folder, manifest, model, _ = bundle
-    for name in ("generator.onnx", "device.onnx"):
+    for name in ("generator.onnx", "device.onnx", "code.onnx"):
         onnx.checker.check_model(os.path.join(folder, name))
     with open(os.path.join(folder, "items.json"), encoding="utf-8") as file:
         tokens = json.load(file)
@@ -197,7 +197,7 @@ def test_export_command_on_a_trained_checkpoint(tmp_path, tiny_config_dict):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "'top10_identical': 1.0" in result.stdout
     assert "will not be used in RecBole" not in result.stdout + result.stderr  # the export's flags are not overrides
-    assert sorted(os.listdir(tmp_path / "b")) == ["device.onnx", "generator.onnx", "items.json", "manifest.json"]
+    assert sorted(os.listdir(tmp_path / "b")) == ["code.onnx", "device.onnx", "generator.onnx", "items.json", "manifest.json"]
     missing = subprocess.run([*command[:-1], str(tmp_path / "none.pth"), "--out", "x"], capture_output=True, text=True)
     assert missing.returncode != 0 and "none.pth" in missing.stderr.splitlines()[-1]
 

@@ -18,6 +18,7 @@ import torch
 
 from recbole_duet.bundle import (
     BUNDLE_FORMAT,
+    CODE_FILE,
     DEVICE_FILE,
     BundleError,
     GENERATOR_FILE,
@@ -26,7 +27,13 @@ from recbole_duet.bundle import (
 )
 from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.config import Config
-from recbole_duet.deploy.graphs import DeviceParameters, DINDeviceGraph, GeneratorGraph, NextItemDeviceGraph
+from recbole_duet.deploy.graphs import (
+    DeviceCodeGraph,
+    DeviceParameters,
+    DINDeviceGraph,
+    GeneratorGraph,
+    NextItemDeviceGraph,
+)
 from recbole_duet.errors import CheckpointError, ConfigError
 from recbole_duet.quick_start import prepare_experiment
 
@@ -99,7 +106,7 @@ def _export_graph(module, inputs, path, input_names, output_names, dynamic_axes)
 
 
 def export_graphs(model, config, folder):
-    """Write both ONNX graphs; return the payload layout ``[(name, shape)]`` and the window size."""
+    """Write the ONNX graphs (generator, device model, device code); return the payload layout ``[(name, shape)]`` and the window size."""
     max_history = config["MAX_ITEM_LIST_LENGTH"]
     window_size = min(config["realtime_window"], max_history)
     is_din = config["backbone"] == "DIN"
@@ -130,7 +137,16 @@ def export_graphs(model, config, folder):
         input_names = ["item_seq", "item_seq_len", *input_names, *names]
         dynamic.update({name: batch for name in input_names if name not in dynamic})
         _export_graph(graph, inputs, os.path.join(folder, DEVICE_FILE), input_names, ["scores"], dynamic)
+    export_code_graph(model, max_history, os.path.join(folder, CODE_FILE))
     return parameters.layout, window_size, max_history
+
+
+def export_code_graph(model, max_history, path):
+    """Write the device-code graph (a history -> the generator's code of its window) to ``path``."""
+    history = (torch.ones(2, max_history, dtype=torch.long), torch.tensor([max_history, 1]))
+    axes = {name: {0: "devices"} for name in ("item_seq", "item_seq_len", "code")}
+    with torch.no_grad():
+        _export_graph(DeviceCodeGraph(model), history, path, ["item_seq", "item_seq_len"], ["code"], axes)
 
 
 def export_bundle(checkpoint_path, folder, data_path=None, verify_users=1000):

@@ -3,6 +3,8 @@
 * :class:`GeneratorGraph` (cloud): a padded real-time window -> the per-device part of every generated
   layer, flat: ``layer<i>.weight`` (the ``r x r`` core, or the full ``out x in`` update when
   ``generator_rank: 0``), ``layer<i>.bias`` (bias update) and ``layer<i>.gate`` (Stable Weight Adapter).
+* :class:`DeviceCodeGraph` (device): a history -> the device's code (the generator's summary of its window),
+  which the ``drift`` request policy compares with the code of the device's last request.
 * :class:`NextItemDeviceGraph` / :class:`DINDeviceGraph` (device): a history (and DIN's candidates) plus
   those tensors -> scores. Everything shared by all devices (static layers, global dynamic layers, the
   low-rank bases) is a constant of the device graph, so it ships once, in the bundle.
@@ -84,6 +86,19 @@ class GeneratorGraph(nn.Module):
     def forward(self, window, window_len):
         inputs = (_shared_user(window), window, window_len) if self.is_din else (window, window_len)
         return self.parameters_layout.flatten(self.model.generate(*inputs))
+
+
+class DeviceCodeGraph(nn.Module):
+    """Device side of the ``drift`` request policy: ``(item_seq [B, L], item_seq_len [B])`` -> codes ``[B, h]``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.is_din = hasattr(model, "head")
+
+    def forward(self, item_seq, item_seq_len):
+        inputs = (_shared_user(item_seq), item_seq, item_seq_len) if self.is_din else (item_seq, item_seq_len)
+        return self.model.device_code(*inputs)
 
 
 class NextItemDeviceGraph(nn.Module):

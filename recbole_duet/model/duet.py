@@ -188,20 +188,32 @@ class DUET(DUETBase):
         representation = encode_sequence(self.backbone, item_seq, item_seq_len)
         return representation, (self.states_tap.pop() if self.states_tap is not None else None)
 
+    def _window_vectors(self, item_seq, item_seq_len, states=None):
+        """What the generator reads: the real-time window's vectors ``[B, W, d]``, its lengths and ``has_window``
+        (:meth:`window_end`)."""
+        end, has_window = self.window_end(item_seq_len)
+        if self.states_tap is None:
+            window, window_len = realtime_window(item_seq, end, self.realtime_window_size)
+            return self.backbone.item_embedding(window), window_len, has_window
+        if states is None:
+            _, states = self.represent(item_seq, item_seq_len)
+        window_vectors, window_len = realtime_window(states, end, self.realtime_window_size)
+        return window_vectors, window_len, has_window
+
     def generate(self, item_seq, item_seq_len, states=None, fixed_inputs=False):
         """Each device's generated layers, from its real-time window (``states``: from :meth:`represent`).
 
         ``fixed_inputs``: the window's vectors enter detached, so no gradient flows back into the backbone.
         """
-        end, has_window = self.window_end(item_seq_len)
-        if self.states_tap is None:
-            window, window_len = realtime_window(item_seq, end, self.realtime_window_size)
-            window_vectors = self.backbone.item_embedding(window)
-        else:
-            if states is None:
-                _, states = self.represent(item_seq, item_seq_len)
-            window_vectors, window_len = realtime_window(states, end, self.realtime_window_size)
+        window_vectors, window_len, has_window = self._window_vectors(item_seq, item_seq_len, states)
         return self._generate(window_vectors.detach() if fixed_inputs else window_vectors, window_len, has_window)
+
+    def device_code(self, item_seq, item_seq_len):
+        """Each device's code ``[B, h]``: the generator's summary of its real-time window, which every generated
+        layer is decoded from. How far it moved since a device's last request says how stale the device's
+        parameters are (the ``drift`` request policy, :mod:`recbole_duet.request_policy`)."""
+        window_vectors, window_len, _ = self._window_vectors(item_seq, item_seq_len)
+        return self.generator.encode(window_vectors, window_len)
 
     def personalised_parameters(self, item_seq, item_seq_len):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""

@@ -39,12 +39,21 @@ class DUETDIN(DUETBase):
         """What a device uploads, in the argument order of :meth:`generate` and the parameter methods."""
         return interaction[self.USER_ID], interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
 
-    def generate(self, user, item_seq, item_seq_len):
-        """Each device's generated MLP layers, from its real-time window embedded with DIN's item features."""
+    def _window_vectors(self, user, item_seq, item_seq_len):
+        """The real-time window embedded with DIN's item features ``[B, W, d]``, its lengths and ``has_window``."""
         end, has_window = self.window_end(item_seq_len)
         window, window_len = realtime_window(item_seq, end, self.realtime_window_size)
         window_emb = item_feature_embedding(self.backbone, user, window) * (window > 0).unsqueeze(-1)
-        return self._generate(window_emb, window_len, has_window)
+        return window_emb, window_len, has_window
+
+    def generate(self, user, item_seq, item_seq_len):
+        """Each device's generated MLP layers, from its real-time window embedded with DIN's item features."""
+        return self._generate(*self._window_vectors(user, item_seq, item_seq_len))
+
+    def device_code(self, user, item_seq, item_seq_len):
+        """Each device's code ``[B, h]``, the generator's summary of its window (see :meth:`DUET.device_code`)."""
+        window_emb, window_len, _ = self._window_vectors(user, item_seq, item_seq_len)
+        return self.generator.encode(window_emb, window_len)
 
     def finetuned_parameters(self, user, item_seq, item_seq_len):
         """The fine-tuning baseline: each device's MLP after SGD on its own window.

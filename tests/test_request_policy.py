@@ -1,0 +1,148 @@
+"""Request policies on the device: when each policy asks, the one-line errors for a bad policy, and the device-side
+inputs (the device code, the global payload) against the PyTorch model they come from."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from bundles import exported_bundle
+
+from recbole_duet.bundle import BundleError
+from recbole_duet.device import DeviceModel
+from recbole_duet.request_policy import (
+    Always,
+    Drift,
+    EveryK,
+    Never,
+    RequestState,
+    cosine_distance,
+    parse_policy,
+    replay,
+    source_of_parameters,
+)
+
+
+def test_always_never_and_every_k_ask_when_they_say():
+    assert replay(Always(), n=4).tolist() == [True] * 4
+    assert replay(Never(), n=4).tolist() == [False] * 4
+    assert replay(EveryK(1), n=3).tolist() == [True] * 3
+    assert replay(EveryK(3), n=7).tolist() == [True, False, False, True, False, False, True]
+    assert replay(EveryK(3), n=0).tolist() == []
+
+
+def test_the_parameters_a_device_holds_come_from_its_last_request():
+    requests = np.array([True, False, False, True, False])
+    assert source_of_parameters(requests).tolist() == [0, 0, 0, 3, 3]
+    assert source_of_parameters(np.array([False, True, False])).tolist() == [-1, 1, 1]  # -1: the global layers
+
+
+def test_each_case_holds_the_parameters_of_its_devices_last_request():
+    from benchmarks.request_policies import parameter_sources
+
+    devices, codes = [slice(0, 3), slice(3, 7)], np.zeros((7, 2))
+    assert parameter_sources(EveryK(2), devices, codes).tolist() == [0, 0, 2, 3, 3, 5, 5]  # each device starts anew
+    assert parameter_sources(Always(), devices, codes).tolist() == list(range(7))
+    assert parameter_sources(Never(), devices, codes).tolist() == [-1] * 7
+
+
+def test_drift_asks_when_the_code_moved_past_the_threshold_since_the_last_request():
+    angle = math.radians(30)  # cosine distance 1 - cos(30 deg) = 0.134 from the first code
+    codes = np.array([[1.0, 0.0], [2.0, 0.0], [math.cos(angle), math.sin(angle)], [0.0, 1.0], [0.0, 3.0]])
+    assert cosine_distance(codes[0], codes[2]) == pytest.approx(1 - math.cos(angle))
+    assert cosine_distance(codes[0], codes[3]) == pytest.approx(1.0)
+    assert replay(Drift(0.2), codes).tolist() == [True, False, False, True, False]
+    assert replay(Drift(0.1), codes).tolist() == [True, False, True, True, False]
+    # measured against the last request's code, not the previous interaction's: small steps add up
+    creeping = np.array([[math.cos(math.radians(a)), math.sin(math.radians(a))] for a in (0, 20, 40, 60)])
+    assert replay(Drift(0.1), creeping).tolist() == [True, False, True, False]
+    assert replay(Drift(0.0), np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.1]])).tolist() == [True, False, True]
+
+
+def test_a_zero_code_never_counts_as_movement():
+    assert cosine_distance([0.0, 0.0], [1.0, 0.0]) == 0.0
+
+
+def test_drift_needs_the_code_at_every_interaction():
+    with pytest.raises(ValueError, match="drift:0.1: needs the device's code"):
+        RequestState(Drift(0.1)).decide()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("always", Always()), ("never", Never()), ("every_k:5", EveryK(5)), ("drift:0.05", Drift(0.05))],
+)
+def test_policies_parse_from_their_names(text, expected):
+    policy = parse_policy(text)
+    assert policy == expected and str(policy) == text
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("sometimes", "request policy 'sometimes': unknown"),
+        ("always:3", "'always' takes no setting"),
+        ("every_k:x", "'every_k' needs a number"),
+        ("every_k:0", "every_k: k must be an integer >= 1, got 0"),
+        ("every_k:1.5", "'every_k' needs a number"),
+        ("drift:3", "drift: threshold must be a cosine distance in [0, 2], got 3.0"),
+        ("drift:-0.1", "drift: threshold must be a cosine distance in [0, 2]"),
+    ],
+)
+def test_a_bad_policy_is_refused_in_one_line(text, message):
+    with pytest.raises(ValueError) as error:
+        parse_policy(text)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module", params=["SASRec", "GRU4Rec", "DIN"])
+def bundle(request, tmp_path_factory):
+    return exported_bundle(str(tmp_path_factory.mktemp(request.param)), request.param, verify_users=0)
+
+
+def device_histories(model, loaders, n=6):
+    rows = loaders[2]._dataset.inter_feat[:n]
+    items = [seq[:length].tolist() for seq, length in zip(rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN])]
+    return rows, items
+
+
+def test_the_device_code_is_the_models_own(bundle):
+    folder, _, model, loaders = bundle
+    rows, histories = device_histories(model, loaders)
+    device = DeviceModel(folder)
+    tokens = device.vocabulary.tokens
+    with torch.no_grad():
+        reference = model.device_code(*model.device_inputs(rows)).numpy()
+    exported = np.stack([device.device_code([tokens[item] for item in history]) for history in histories])
+    assert exported.shape == reference.shape and reference.std() > 0
+    np.testing.assert_allclose(exported, reference, atol=1e-5)
+    # the drift policy decides the same on either side
+    for threshold in (0.01, 0.1):
+        assert replay(Drift(threshold), exported).tolist() == replay(Drift(threshold), reference).tolist()
+
+
+def test_the_global_payload_scores_with_the_global_layers(bundle):
+    folder, _, model, loaders = bundle
+    rows, histories = device_histories(model, loaders)
+    device = DeviceModel(folder)
+    tokens = device.vocabulary.tokens
+    model.inference = "global"
+    try:
+        with torch.no_grad():
+            reference = model.full_sort_predict(rows).numpy()
+    finally:
+        model.inference = "generated"
+    payload = device.global_payload()
+    exported = np.stack([device.scores([tokens[item] for item in history], payload) for history in histories])
+    np.testing.assert_allclose(exported, reference, atol=1e-4)
+
+
+def test_a_bundle_without_the_code_graph_names_the_file(bundle, tmp_path):
+    import shutil
+
+    folder, *_ = bundle
+    copy = tmp_path / "old-bundle"
+    shutil.copytree(folder, copy)
+    (copy / "code.onnx").unlink()
+    with pytest.raises(BundleError, match="has no code.onnx: export the bundle again"):
+        DeviceModel(str(copy)).device_code(["i1"])
