@@ -35,7 +35,7 @@ from recbole_duet.request_policy import parse_policy, replay
 
 DEFAULT_POLICIES = [
     "always", "never", "every_k:2", "every_k:3", "every_k:5", "every_k:10",
-    "drift:0.01", "drift:0.02", "drift:0.05", "drift:0.1", "drift:0.2",
+    "drift:0.05", "drift:0.1", "drift:0.2", "drift:0.3", "drift:0.5",
 ]
 BATCH = 512
 TIMED_DECISIONS = 200  # device-side decisions timed per setting (onnxruntime for the code, one thread)

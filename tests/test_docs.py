@@ -118,3 +118,13 @@ def test_the_readmes_set_up_commands_are_the_ones_ci_runs():
     assert main_job.startswith(environment + " && .venv/bin/python run_recbole_duet.py --model=DUET"), (
         "the README's main job must install as the test command does, then train DUET"
     )
+
+
+def test_the_readme_results_map_is_what_the_committed_results_give(monkeypatch):
+    """The map is rewritten by ``python -m benchmarks.results_map``; a new result without a rerun fails here."""
+    from benchmarks.results_map import END, START, map_rows, markdown, replace_block
+
+    monkeypatch.chdir(REPO)
+    readme = read(path("README.md"))
+    assert readme.count(START) == readme.count(END) == 1
+    assert replace_block(readme, markdown(map_rows())) == readme, "run: python -m benchmarks.results_map"
