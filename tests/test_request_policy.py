@@ -146,3 +146,35 @@ def test_a_bundle_without_the_code_graph_names_the_file(bundle, tmp_path):
     (copy / "code.onnx").unlink()
     with pytest.raises(BundleError, match="has no code.onnx: export the bundle again"):
         DeviceModel(str(copy)).device_code(["i1"])
+
+
+def test_the_device_loop_in_the_deployment_docs_runs(bundle, monkeypatch):
+    """The docs' device loop, run as written against a bundle, with the service answered by its generator graph."""
+    import os
+
+    from recbole_duet import device
+    from recbole_duet.serving.generator import BundleGenerator
+
+    folder, manifest, model, loaders = bundle
+    docs = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "deployment.md"), encoding="utf-8").read()
+    (block,) = [chunk.split("```")[0] for chunk in docs.split("```python\n")[1:] if "def device_loop" in chunk]
+    generator = BundleGenerator(folder)
+    asked = []
+
+    def request_parameters(url, window, token=None):
+        asked.append(list(window))
+        return generator.generate([DeviceModel(folder).vocabulary.ids(window, "window")])[0]
+
+    monkeypatch.setattr(device, "request_parameters", request_parameters)
+    namespace = {}
+    exec(block, namespace)
+    _, histories = device_histories(model, loaders, n=1)
+    tokens = [DeviceModel(folder).vocabulary.tokens[item] for item in histories[0]]
+    for policy, expected_requests in (("always", len(tokens)), ("never", 0), ("every_k:2", (len(tokens) + 1) // 2)):
+        asked.clear()
+        tops = list(namespace["device_loop"](folder, "http://service", tokens, policy=policy))
+        assert len(tops) == len(tokens) and all(len(top) == 10 for top in tops)
+        assert len(asked) == expected_requests
+    asked.clear()
+    list(namespace["device_loop"](folder, "http://service", tokens, policy="drift:0.2"))
+    assert 1 <= len(asked) <= len(tokens) and asked[0] == tokens[:1]
