@@ -20,16 +20,13 @@ import os
 
 from recbole_duet.distributed import from_rank_zero
 from recbole_duet.errors import CheckpointError
+from recbole_duet.starting_model import declared
 
 
 def trains_cloud_first(config):
-    """Whether ``config`` asks for the cloud model's training before the generator's."""
-    return (
-        config["model"] == "DUET"
-        and config["training_order"] == "cloud_first"
-        and config["cloud_checkpoint"] is None
-        and config["duet_inference"] == "generated"
-    )
+    """Whether ``config``'s model class declares a run of it to be the cloud model's training, then the
+    generator's (``DUETBase.trains_cloud_first``)."""
+    return declared(config, "trains_cloud_first")
 
 
 def _with_settings(config, **settings):

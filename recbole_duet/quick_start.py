@@ -131,7 +131,8 @@ def _make_output_folders(config):
 
 
 def prepare_experiment(config):
-    """RecBole's data pipeline for ``config`` and a freshly initialised model, seeded as RecBole seeds them.
+    """RecBole's data pipeline for ``config`` and a freshly initialised model, seeded as RecBole seeds them (or,
+    when its class declares that ``config`` starts from a trained model, that model, loaded).
 
     It also sets autograd's anomaly mode from ``detect_anomaly`` (off unless asked for): RecBole switches it on
     for the whole process when its sequential models are imported, and it slows training by up to half.
@@ -145,8 +146,10 @@ def prepare_experiment(config):
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
-    return dataset, (train_data, valid_data, test_data), model
+    model = config.model_class(config, train_data._dataset)
+    if starts_from_trained_model(config):
+        model.load_starting_model(config)
+    return dataset, (train_data, valid_data, test_data), model.to(config["device"])
 
 
 def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
@@ -209,6 +212,12 @@ def training_budget_line(config):
     )
 
 
+def checks_starting_model(config, valid_data, trainer):
+    """Whether the trained model a training starts from is validated before the first epoch, to be kept if no epoch
+    validates above it (:mod:`recbole_duet.starting_model`)."""
+    return starts_from_trained_model(config) and bool(valid_data) and trainer.eval_step > 0
+
+
 def _train_and_test(config, saved, state_file, epoch_callback=None):
     """One training with early stopping, then the test of its best model (see :func:`run_experiment`)."""
     logger = getLogger()
@@ -221,7 +230,7 @@ def _train_and_test(config, saved, state_file, epoch_callback=None):
         logger.warning(f"{type(trainer).__name__} has its own training loop: no per-epoch training state is kept")
         state_file = None
     starting_model = None
-    if starts_from_trained_model(config) and valid_data and trainer.eval_step > 0:
+    if checks_starting_model(config, valid_data, trainer):
         starting_model = StartingModel(trainer, train_data, valid_data, config["show_progress"])
     resumed_seconds, valid_scores = 0.0, {}
     if state_file is not None and os.path.isfile(state_file):

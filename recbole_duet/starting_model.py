@@ -13,11 +13,17 @@ random stream, so the training itself runs exactly as it would without it (tests
 import copy
 
 
+def declared(config, question):
+    """What ``config``'s model class answers to ``question``, a classmethod it may define (e.g.
+    ``starts_from_trained_model``); False for a class that does not define it, such as RecBole's own models. The
+    runner asks the model class rather than testing the model's name, so a model of its own declares its needs."""
+    answer = getattr(config.model_class, question, None)
+    return bool(answer is not None and answer(config))
+
+
 def starts_from_trained_model(config):
-    """Whether ``config`` is a DUET that starts from a trained model rather than from a random initialisation."""
-    return config["model"] == "DUET" and (
-        config["cloud_checkpoint"] is not None or config["backbone_checkpoint"] is not None
-    )
+    """Whether ``config``'s model starts from a trained model rather than from a random initialisation."""
+    return declared(config, "starts_from_trained_model")
 
 
 class StartingModel:

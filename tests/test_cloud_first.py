@@ -32,7 +32,7 @@ def saved_config(path):
 def test_the_generator_learns_on_the_cloud_model_the_first_stage_kept(tiny_config_dict, run_dir, backbone, monkeypatch):
     # the best epoch even where the cloud model validates above it (tests/test_starting_model.py), so the generator's
     # learning shows in the run's model
-    monkeypatch.setattr(quick_start, "starts_from_trained_model", lambda config: False)
+    monkeypatch.setattr(quick_start, "checks_starting_model", lambda *args: False)
     run = cloud_first_run(tiny_config_dict, backbone=backbone)
     (cloud_file,) = cloud_files(run_dir)
     cloud = torch.load(cloud_file, weights_only=True)

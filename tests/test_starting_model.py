@@ -88,7 +88,7 @@ def test_the_check_leaves_the_training_as_it_would_have_been(tiny_config_dict, c
     """Validating the starting model draws from no random stream the training uses: same batches, same dropout."""
     settings = {"hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "update_dropout": 0.5}
     checked = generator_stage(tiny_config_dict, cloud_model, **settings)
-    monkeypatch.setattr(quick_start, "starts_from_trained_model", lambda config: False)
+    monkeypatch.setattr(quick_start, "checks_starting_model", lambda *args: False)
     unchecked = generator_stage(tiny_config_dict, cloud_model, **settings)
     assert unchecked["start_valid_score"] is None
     assert checked["valid_curve"] == unchecked["valid_curve"]

@@ -180,7 +180,7 @@ def test_with_a_cloud_model_only_the_generator_and_adapter_learn(tiny_config_dic
 
     before = cloud_state(model)
     # the best epoch even where the cloud model validates above it (tests/test_starting_model.py): the generator moved
-    monkeypatch.setattr(quick_start, "starts_from_trained_model", lambda config: False)
+    monkeypatch.setattr(quick_start, "checks_starting_model", lambda *args: False)
     run = run_experiment(Config(model="DUET", dataset="tiny", config_dict={**settings, "epochs": 2}))
     after = cloud_state(run["trainer"].model)
     for name, value in before.items():
@@ -228,3 +228,39 @@ def test_settings_a_fixed_cloud_model_cannot_use_are_refused_naming_the_key(tiny
     with pytest.raises(ConfigError) as error:
         Config(model="DUET", dataset="tiny", config_dict=cloud_settings(tiny_config_dict, __file__, **overrides))
     assert error.value.key == key
+
+
+def test_building_a_model_reads_no_file_the_runner_loads_the_starting_model(tiny_config_dict, tmp_path):
+    """The starting model is the runner's business: a DUET naming a checkpoint it cannot start from builds (its
+    constructor reads no file, so a reload of a trained model needs none of its training's start); the runner's
+    pipeline refuses it, naming the file."""
+    from recbole.data import create_dataset, data_preparation
+
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    for key in ("cloud_checkpoint", "backbone_checkpoint"):
+        config = Config(model="DUET", dataset="tiny", config_dict={**tiny_config_dict, key: str(broken)})
+        train_data, _, _ = data_preparation(config, create_dataset(config))
+        config.model_class(config, train_data._dataset)  # no error
+        with pytest.raises(CheckpointError, match="broken.pth"):
+            build_pipeline({**tiny_config_dict, key: str(broken)})
+
+
+def test_the_runner_asks_the_model_class_what_a_run_of_it_is(tiny_config_dict, tmp_path):
+    import types
+
+    from recbole_duet.cloud_first import trains_cloud_first
+    from recbole_duet.starting_model import starts_from_trained_model
+
+    class OwnModel:  # a model of one's own that declares two trainings, whatever its name
+        @classmethod
+        def trains_cloud_first(cls, config):
+            return True
+
+    assert trains_cloud_first(types.SimpleNamespace(model_class=OwnModel))
+    (tmp_path / "start.pth").write_bytes(b"")
+    start = {**tiny_config_dict, "backbone_checkpoint": str(tmp_path / "start.pth")}
+    assert starts_from_trained_model(Config(model="DUET", dataset="tiny", config_dict=start))
+    sasrec = Config(model="SASRec", dataset="tiny", config_dict=tiny_config_dict)
+    assert not trains_cloud_first(sasrec) and not starts_from_trained_model(sasrec)  # RecBole's models declare nothing
+    assert not starts_from_trained_model(types.SimpleNamespace(model_class=type("Plain", (), {})))

@@ -73,10 +73,25 @@ class DUETBase(SequentialRecommender):
         self.finetune_lr = config["finetune_lr"]
         self.finetune_scope = config["finetune_scope"]
         self.backbone = build_backbone(config, dataset)
-        if config["backbone_checkpoint"] is not None:
-            load_backbone_checkpoint(self.backbone, config["backbone_checkpoint"], config)
         if config["freeze_backbone"]:
             self.backbone.requires_grad_(False)
+
+    @classmethod
+    def starts_from_trained_model(cls, config):
+        """Whether a DUET of ``config`` starts as a trained model (its backbone or its whole cloud model), which the
+        runner then validates before the first epoch (:mod:`recbole_duet.starting_model`)."""
+        return config["cloud_checkpoint"] is not None or config["backbone_checkpoint"] is not None
+
+    @classmethod
+    def trains_cloud_first(cls, config):
+        """Whether a run of ``config`` is two trainings, the cloud model's and then the generator's on it
+        (:mod:`recbole_duet.cloud_first`): ``training_order: cloud_first`` for a DUET that generates its layers
+        and has no trained cloud model yet."""
+        return (
+            config["training_order"] == "cloud_first"
+            and config["cloud_checkpoint"] is None
+            and config["duet_inference"] == "generated"
+        )
 
     def _build_generator(self, config, input_dim, layer_shapes):
         hidden_size = config["generator_hidden_size"]
@@ -91,8 +106,18 @@ class DUETBase(SequentialRecommender):
         )
         out_dims = [out_dim for out_dim, _ in layer_shapes]
         self.stabilizer = StableWeightAdapter(input_dim, out_dims, hidden_size) if config["stabilizer"] else None
-        if config["backbone_checkpoint"] is not None or config["cloud_checkpoint"] is not None:
-            self.generator.start_at_zero()  # start as the trained backbone or cloud model, exactly
+
+    def load_starting_model(self, config):
+        """Become the trained model ``config`` starts from (:meth:`starts_from_trained_model`), exactly: its weights
+        loaded, the generated update at zero. The runner calls this once the model is built
+        (:func:`recbole_duet.quick_start.prepare_experiment`), so building a model reads no file.
+
+        Raises:
+            CheckpointError: naming the file, when it does not hold a model this one can start from.
+        """
+        if config["backbone_checkpoint"] is not None:
+            load_backbone_checkpoint(self.backbone, config["backbone_checkpoint"], config)
+        self.generator.start_at_zero()
 
     def optimizer_parameter_groups(self, learning_rate):
         """The generator and the adapter at ``generator_lr_scale`` times ``learning_rate``, the rest at the rate.
@@ -169,15 +194,20 @@ class DUET(DUETBase):
         self.scoring = item_scoring(config["backbone"], self.backbone)
         self.states_tap = SequenceStatesTap(self.backbone, dim) if config["generator_input"] == "backbone" else None
         self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
-        if config["backbone_checkpoint"] is not None:
-            self.classifier.start_as_identity()
         # With a trained cloud model the backbone and global layers stay fixed: L_ppg trains the generator and
         # the adapter only, and L_umn, having nothing left to train, is not computed.
         self.cloud_is_fixed = config["cloud_checkpoint"] is not None
+        self._build_generator(config, dim, self.classifier.layer_shapes)
+
+    def load_starting_model(self, config):
+        """As :meth:`DUETBase.load_starting_model`; on a trained backbone the dynamic layers start as the identity,
+        and a trained cloud model (``cloud_checkpoint``) brings its backbone and global layers, kept fixed."""
+        super().load_starting_model(config)
+        if config["backbone_checkpoint"] is not None:
+            self.classifier.start_as_identity()
         if self.cloud_is_fixed:
             cloud = {"backbone": self.backbone, "classifier": self.classifier}
             load_cloud_checkpoint(cloud, config["cloud_checkpoint"], config)
-        self._build_generator(config, dim, self.classifier.layer_shapes)
 
     def device_inputs(self, interaction):
         """What a device uploads, in the argument order of :meth:`generate` and the parameter methods."""
