@@ -1,9 +1,9 @@
 """One table for an ablation: the same model trained under several settings, each in its own harness folder.
 
-    python -m benchmarks.ablation_table --model DUET-GRU4Rec --reference window \\
-        --variants window=benchmarks/results/ablation-ml-100k-gru4rec-generator-input-window \\
-                   backbone=benchmarks/results/ablation-ml-100k-gru4rec-generator-input-backbone \\
-        --out benchmarks/results/ablation-ml-100k-gru4rec-generator-input.json
+    python -m benchmarks.ablation_table --model DUET-SASRec --reference SASRec \\
+        --variants SASRec=SASRec@benchmarks/results/ml-100k-standard \\
+                   cloud-first=benchmarks/results/ml-100k-sasrec-cloud-first \\
+        --out benchmarks/results/ml-100k-sasrec-cloud-first/paired-SASRec.json
 
 Each folder is a ``benchmarks.run --out`` (one setting, e.g. ``--config-files benchmarks/configs/ablations/X.yaml``).
 A variant may name another model of its folder, ``NAME=MODEL@FOLDER`` (e.g. ``gru4rec=GRU4Rec@<suite folder>``),

@@ -1,7 +1,7 @@
 """One training epoch on an idle machine and beside another CPU-bound job, with torch's threads spinning or
 sleeping while they wait (OpenMP's wait policy, :mod:`recbole_duet.threads`), side by side in one run.
 
-    python -m benchmarks.busy_machine --dataset ml-100k --out benchmarks/results/busy-machine
+    python -m benchmarks.busy_machine --dataset ml-100k --out benchmarks/results/cost-ml-100k/busy-machine
 
 Each timing is one GRU4Rec epoch on ml-100k (histories of 20, batches of 2,048) through the plugin's trainer,
 timed by ``benchmarks/epoch_time.py`` in a fresh process whose environment sets the threads before torch loads:

@@ -3,7 +3,7 @@ history and, under a time split, by whether its user is new.
 
     python -m benchmarks.by_history --folder benchmarks/results/beauty-seq-standard --data-path ../shared/data \\
         --pairs DUET-SASRec:SASRec DUET-SASRec:Layers-SASRec DUET-GRU4Rec:GRU4Rec DUET-GRU4Rec:Layers-GRU4Rec \\
-        --out benchmarks/results/by-history-beauty-seq.json
+        --out benchmarks/results/beauty-seq-standard/by-history.json
 
 A test case's history is every interaction of its user before it (under leave-one-out: all but the test one).
 When it holds no more items than DUET's real-time window (``realtime_window``, 10 by default), the generator

@@ -4,7 +4,7 @@ RecBole evaluates a model without ``full_sort_predict`` by repeating each user's
 and calling ``predict`` on every (user, item) pair, so DUET(DIN) would re-generate a device's parameters for
 every item. ``DUETDIN.full_sort_predict`` generates them once per device and scores all items in chunks.
 
-    python -m benchmarks.din_full_sort --dataset ml-100k --users 64 --out benchmarks/results/din-full-sort
+    python -m benchmarks.din_full_sort --dataset ml-100k --users 64 --out benchmarks/results/cost-ml-100k/din-full-sort-rank8
 
 Both paths run through RecBole's own ``Trainer._full_sort_batch_eval`` on the same untrained model (speed
 does not depend on the weights), the same test users (``--users-per-call`` at a time) and the same

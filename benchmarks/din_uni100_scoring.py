@@ -6,7 +6,7 @@ fine-tuning (``finetune``) should cost a small multiple of generating (``generat
 per user. The target is finetune within 3x of generated.
 
     OMP_NUM_THREADS=1 python -m benchmarks.din_uni100_scoring --dataset ml-100k --epochs 1 \\
-        --out benchmarks/results/din-uni100-scoring
+        --out benchmarks/results/cost-ml-100k/din-uni100-scoring
 
 DUET(DIN) is trained ``--epochs`` epochs with the quick suite's settings and ``benchmarks/configs/din-uni100.yaml``
 (as ``benchmarks/run.py`` trains it); the same model then scores the whole test set through RecBole's own

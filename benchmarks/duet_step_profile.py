@@ -1,6 +1,6 @@
 """Where a DUET training step spends its time: forward + backward CPU time of each part on one batch.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.duet_step_profile --backbone GRU4Rec --out benchmarks/results/step-profile-gru4rec
+    OMP_NUM_THREADS=1 python -m benchmarks.duet_step_profile --backbone GRU4Rec --out benchmarks/results/cost-ml-100k/step-profile-gru4rec
 
 Each part runs forward and backward on the same ml-100k training batch (2,048 samples, histories of 20) in
 isolation, with the backbone's output detached where the part does not include the backbone; the median CPU

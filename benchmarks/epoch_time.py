@@ -2,7 +2,7 @@
 (as RecBole leaves it) and off (the plugin's default), with RecBole's element-wise GELU and with the fused one
 (:mod:`recbole_duet.speedups`, the plugin's), and DUET against its backbone.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.epoch_time --dataset ml-100k --out benchmarks/results/epoch-time
+    OMP_NUM_THREADS=1 python -m benchmarks.epoch_time --dataset ml-100k --out benchmarks/results/cost-ml-100k/epoch-time
 
 Every variant is built first (same data, same settings); then each round trains every variant for one epoch
 through RecBole's own trainer (``_train_epoch``), in turn, so slow phases of a shared machine hit all variants

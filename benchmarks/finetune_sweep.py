@@ -1,7 +1,7 @@
 """How strong is the fine-tuning baseline? Re-score one trained DUET checkpoint with several settings.
 
     python -m benchmarks.finetune_sweep --checkpoint saved/DUET-....pth --lrs 0.003 0.01 0.03 0.1 \\
-        --steps 10 --out benchmarks/results/finetune-sweep-sasrec
+        --steps 10 --out benchmarks/results/finetune-sweep-ml-100k/sasrec-2020
 
 The checkpoint's own config (dataset, split, seed, backbone) rebuilds the data and the model; each
 (``finetune_lr``, ``finetune_steps``) pair is evaluated on the validation and test sets with
