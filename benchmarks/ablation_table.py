@@ -98,14 +98,18 @@ def parse_variants(pairs, default_model):
     return variants
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="the harness model name, e.g. DUET-GRU4Rec")
     parser.add_argument("--variants", nargs="+", required=True, help="NAME=FOLDER or NAME=MODEL@FOLDER, one per setting")
     parser.add_argument("--reference", required=True, help="the variant the others are compared with")
     parser.add_argument("--metric", default=METRIC, help="the metric compared, on valid and test (default: %(default)s)")
     parser.add_argument("--out", required=True, help="JSON file to write")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     variants = parse_variants(args.variants, args.model)
     if args.reference not in variants:
         raise SystemExit(f"--reference: '{args.reference}' is not one of the variants {sorted(variants)}")

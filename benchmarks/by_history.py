@@ -139,14 +139,18 @@ def parse_pairs(pairs, runs):
     return parsed
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", required=True, help="a benchmarks/run.py --out folder")
     parser.add_argument("--data-path", required=True, help="the folder holding the dataset's atomic files")
     parser.add_argument("--pairs", nargs="+", required=True, help="FIRST:SECOND model names of the folder")
     parser.add_argument("--edges", nargs="+", type=int, default=None, help="history lengths to cut at (default: the window)")
     parser.add_argument("--out", required=True, help="JSON file to write")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     with open(os.path.join(args.folder, "results.json"), encoding="utf-8") as file:
         records = selected_records(json.load(file))

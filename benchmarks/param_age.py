@@ -121,12 +121,16 @@ def markdown(rows, folder):
     return "\n".join(lines) + "\n"
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", required=True, help="a harness results folder with kept models")
     parser.add_argument("--data-path", default=None)
     parser.add_argument("--ages", nargs="+", type=int, default=DEFAULT_AGES)
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     if 0 not in args.ages:
         sys.exit("--ages must include 0, the age every other is compared with")
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides

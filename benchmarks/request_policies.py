@@ -247,12 +247,16 @@ def plot(rows, path):
     plt.close(figure)
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", required=True, help="a time-split harness results folder with kept models")
     parser.add_argument("--data-path", default=None)
     parser.add_argument("--policies", nargs="+", default=DEFAULT_POLICIES)
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     try:
         policies = [str(parse_policy(text)) for text in args.policies]
     except ValueError as error:

@@ -139,10 +139,14 @@ def replace_block(text, block):
     return text[:start] + "\n" + block + "\n" + text[end:]
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare with the README instead of writing it")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     rows = map_rows()
     with open(README, encoding="utf-8") as file:
         readme = file.read()

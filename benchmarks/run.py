@@ -402,7 +402,7 @@ def write_report(records, args, plots=True):
     print(table)
 
 
-def parse_args():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default="leave-one-out", help="how the data is split")
@@ -425,7 +425,11 @@ def parse_args():
         "--cloud-from", default=None, help="a results folder whose Layers runs are each DUET family's fixed cloud model"
     )
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def parse_args():
+    args = build_parser().parse_args()
     if args.lr_grid is None:
         args.lr_grid = SUITE_LR_GRIDS.get(args.suite, [])
     args.overrides = {}
