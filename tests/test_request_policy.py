@@ -178,3 +178,24 @@ def test_the_device_loop_in_the_deployment_docs_runs(bundle, monkeypatch):
     asked.clear()
     list(namespace["device_loop"](folder, "http://service", tokens, policy="drift:0.2"))
     assert 1 <= len(asked) <= len(tokens) and asked[0] == tokens[:1]
+
+
+def test_deciding_on_the_device_imports_neither_torch_nor_recbole(bundle):
+    import json
+    import subprocess
+    import sys
+
+    folder, *_ = bundle
+    script = (
+        "import json, sys\n"
+        "from recbole_duet.device import DeviceModel\n"
+        "from recbole_duet.request_policy import RequestState, parse_policy\n"
+        f"model = DeviceModel({folder!r})\n"
+        "state = RequestState(parse_policy('drift:0.1'))\n"
+        "asks = [state.decide(model.device_code(['i1', 'i2', 'i3'][: n + 1])) for n in range(3)]\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'recbole') or 'recbole_duet.model' in m)\n"
+        "print(json.dumps({'asks': asks, 'heavy': heavy}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == [] and report["asks"][0] is True
