@@ -26,11 +26,11 @@ INSTALL_REQUIRES = [
 HYPER_REQUIRES = [
     # Hyper-parameter search (run_hyper.py). RecBole 1.2.1 pins hyperopt 0.2.5, whose `import pkg_resources`
     # fails on setuptools >= 81; 0.3 does not need it and works on numpy 2. From 0.2.7 on hyperopt samples
-    # with numpy's Generator, which RecBole's exhaustive search breaks on: recbole_duet.hyper_tuning replaces
-    # it. <0.4 because the plugin calls hyperopt's internal trial-document helpers for that search.
+    # with numpy's Generator, which RecBole's exhaustive search breaks on: recbole_duet.search.hyper_tuning
+    # replaces it. <0.4 because the plugin calls hyperopt's internal trial-document helpers for that search.
     "hyperopt>=0.3,<0.4",
-    # --engine optuna: studies in a shared database with pruning. <6: recbole_duet.optuna_search pops the
-    # study's trial queue through Study._pop_waiting_trial_id, the queue half of Study.ask.
+    # --engine optuna: studies in a shared database with pruning. <6: recbole_duet.search.optuna_search pops
+    # the study's trial queue through Study._pop_waiting_trial_id, the queue half of Study.ask.
     "optuna>=4,<6",
 ]
 SERVE_REQUIRES = [
@@ -69,6 +69,9 @@ setup(
     packages=[
         "recbole_duet",
         "recbole_duet.model",
+        "recbole_duet.training",
+        "recbole_duet.search",
+        "recbole_duet.device",
         "recbole_duet.deploy",
         "recbole_duet.serving",
         "recbole_duet.properties",

@@ -1,5 +1,5 @@
 """One training epoch on an idle machine and beside another CPU-bound job, with torch's threads spinning or
-sleeping while they wait (OpenMP's wait policy, :mod:`recbole_duet.threads`), side by side in one run.
+sleeping while they wait (OpenMP's wait policy, :mod:`recbole_duet.training.threads`), side by side in one run.
 
     python -m benchmarks.busy_machine --dataset ml-100k --out benchmarks/results/cost-ml-100k/busy-machine
 
@@ -12,7 +12,7 @@ timed by ``benchmarks/epoch_time.py`` in a fresh process whose environment sets 
 * ``a thread per core, passive``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep);
 * ``a thread per core, spin 10k / 30k``: the same with GNU OpenMP's spin before sleeping cut to that many;
 * ``balanced (the plugin's default)``: no thread setting: before each epoch the trainer gives torch the cores
-  that no other runnable thread is using (:mod:`recbole_duet.threads`).
+  that no other runnable thread is using (:mod:`recbole_duet.training.threads`).
 
 Each is timed on the idle machine and beside one other job, a single-threaded training of the same model
 started first and kept running until the timing ends. The report gives each setting's seconds and its ratio to

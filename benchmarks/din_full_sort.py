@@ -23,7 +23,7 @@ import torch
 
 from recbole_duet.config import Config
 from recbole_duet.quick_start import prepare_experiment
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.trainer import get_trainer
 
 
 def fallback_only(*args, **kwargs):

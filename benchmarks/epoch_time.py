@@ -1,6 +1,6 @@
 """Training time per epoch, side by side in one process: RecBole's backbones with autograd's anomaly mode on
 (as RecBole leaves it) and off (the plugin's default), with RecBole's element-wise GELU and with the fused one
-(:mod:`recbole_duet.speedups`, the plugin's), and DUET against its backbone.
+(:mod:`recbole_duet.training.speedups`, the plugin's), and DUET against its backbone.
 
     OMP_NUM_THREADS=1 python -m benchmarks.epoch_time --dataset ml-100k --out benchmarks/results/cost-ml-100k/epoch-time
 
@@ -23,8 +23,8 @@ import torch
 
 from recbole_duet.config import Config
 from recbole_duet.quick_start import prepare_experiment
-from recbole_duet.speedups import use_recbole_activations
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.speedups import use_recbole_activations
+from recbole_duet.training.trainer import get_trainer
 
 SETTINGS = {
     "MAX_ITEM_LIST_LENGTH": 20,

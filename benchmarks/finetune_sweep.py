@@ -14,10 +14,10 @@ import json
 import os
 import sys
 
-from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.quick_start import prepare_experiment
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.checkpoint import load_checkpoint
+from recbole_duet.training.trainer import get_trainer
 
 REBUILD_KEYS = ("backbone", "seed", "MAX_ITEM_LIST_LENGTH", "eval_args", "metrics", "topk", "valid_metric", "eval_batch_size", "data_path")
 

@@ -19,10 +19,10 @@ from benchmarks.paired import compare_all, interval
 from benchmarks.per_user import evaluate_per_user, load_per_user, save_per_user
 from benchmarks.report import selected_records
 from benchmarks.run import load_records, write_json_atomically
-from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.quick_start import prepare_experiment
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.checkpoint import load_checkpoint
+from recbole_duet.training.trainer import get_trainer
 
 DEFAULT_AGES = [0, 1, 2, 5, 10]
 GLOBAL = "global"  # the global layers: a device that never requested

@@ -1,5 +1,5 @@
 """When should a device ask the cloud? Every test device's interactions after the time boundary replayed through
-each request policy (:mod:`recbole_duet.request_policy`), for each trained DUET of a time-split results folder.
+each request policy (:mod:`recbole_duet.device.request_policy`), for each trained DUET of a time-split results folder.
 
     python -m benchmarks.request_policies --folder benchmarks/results/time-split-beauty-time --data-path ../shared/data
 
@@ -29,9 +29,9 @@ from benchmarks.paired import compare_all, interval
 from benchmarks.param_age import load_trained_duet, model_file, trained_duet_records
 from benchmarks.per_user import PER_USER_METRICS, load_per_user, save_per_user
 from benchmarks.run import write_json_atomically
-from recbole_duet.bundle import PayloadCodec
 from recbole_duet.deploy.graphs import DeviceParameters
-from recbole_duet.request_policy import parse_policy, replay
+from recbole_duet.device.bundle import PayloadCodec
+from recbole_duet.device.request_policy import parse_policy, replay
 
 DEFAULT_POLICIES = [
     "always", "never", "every_k:2", "every_k:3", "every_k:5", "every_k:10",

@@ -9,7 +9,7 @@ family sharing one training per seed and learning rate:
 
 * ``DUET-<backbone>`` (``model: DUET``) and ``Base-<backbone>``, the same trained DUET scored with its global
   layers alone (``duet_inference: global``); at the default ``training_order: cloud_first`` the training is two
-  (:mod:`recbole_duet.cloud_first`), so Base is the cloud model the first one kept, and the records keep that
+  (:mod:`recbole_duet.training.cloud_first`), so Base is the cloud model the first one kept, and the records keep that
   first training's epochs, validation and test under ``cloud_stage``;
 * ``Layers-<backbone>``: the cloud model without a generator, i.e. the backbone with the same extra (dynamic)
   layers trained as ordinary global layers (DUET with ``duet_inference: global``); ``Finetune-<backbone>`` and
@@ -38,7 +38,7 @@ top of it, the paper's order: the cloud model first, with its own early stopping
 Results are appended to ``<out>/results.json`` after every training (with its wall-clock seconds), and every
 record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run resumes without redoing
 finished trainings and paired statistics never need a retraining. A training in progress keeps its whole state
-in ``<out>/checkpoints/`` after every epoch (:mod:`recbole_duet.training_state`), so a harness stopped
+in ``<out>/checkpoints/`` after every epoch (:mod:`recbole_duet.training.state`), so a harness stopped
 mid-training (e.g. at the end of a session) goes on from the last finished epoch. Several harness processes
 with different ``--models`` may share one ``--out``. ``results.md`` (with paired bootstrap CIs) and the PNG
 plots are rewritten at the end.
@@ -70,10 +70,10 @@ from benchmarks.report import (
     summary_table,
     write_plots,
 )
-from recbole_duet.cloud_first import cloud_state_file
 from recbole_duet.config import Config
 from recbole_duet.quick_start import run_experiment
-from recbole_duet.run_log import plain_metrics
+from recbole_duet.training.cloud_first import cloud_state_file
+from recbole_duet.training.run_log import plain_metrics
 
 # How the data is split (--protocol). leave-one-out: each user's last item is the test case, the one before it the
 # validation case, everything earlier trains. time-split: RecBole's global time split; every interaction after the

@@ -34,8 +34,8 @@ import time
 import httpx
 import numpy as np
 
-from recbole_duet.bundle import PayloadCodec, read_manifest
-from recbole_duet.serving.generator import BundleGenerator
+from recbole_duet.device.bundle import PayloadCodec, read_manifest
+from recbole_duet.serving.bundle_generator import BundleGenerator
 
 WINDOW_POOL = 1000
 

@@ -2,7 +2,7 @@
 ``recbole-duet-hyper``), shaped like RecBole's ``run_recbole.py`` and ``run_hyper.py``: ``-m/--model``,
 ``-d/--dataset``, ``--config_files "a.yaml b.yaml"``, and any ``--key=value`` override, which RecBole's Config
 reads from ``sys.argv`` itself. ``recbole-duet export`` and ``recbole-duet serve`` are the deployment
-subcommands (:mod:`recbole_duet.deploy_cli`); torch and RecBole are imported only by the commands that use
+subcommands (:mod:`recbole_duet.deploy.cli`); torch and RecBole are imported only by the commands that use
 them, so ``serve`` starts without them."""
 
 import argparse
@@ -97,7 +97,7 @@ def _params_file(parser, name):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("export", "serve"):
-        from recbole_duet.deploy_cli import deploy_main
+        from recbole_duet.deploy.cli import deploy_main
 
         return deploy_main(argv)
     from recbole_duet.quick_start import run
@@ -120,8 +120,8 @@ def main(argv=None):
 
 def _optuna_search(args, params_file):
     """``--engine optuna``: join or create the study, run ``--workers`` processes on it, write the result file."""
-    from recbole_duet import optuna_search  # needs optuna: pip install "recbole-duet[hyper]"
     from recbole_duet.config import Config
+    from recbole_duet.search import optuna_search  # needs optuna: pip install "recbole-duet[hyper]"
 
     try:
         space = optuna_search.read_search_space(params_file)
@@ -148,8 +148,8 @@ def _optuna_search(args, params_file):
 
 
 def hyper_main(argv=None):
-    from recbole_duet.hyper_tuning import HyperTuning  # needs hyperopt: pip install "recbole-duet[hyper]"
     from recbole_duet.quick_start import objective_function
+    from recbole_duet.search.hyper_tuning import HyperTuning  # needs hyperopt: pip install "recbole-duet[hyper]"
 
     parser = build_hyper_parser()
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

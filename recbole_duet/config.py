@@ -24,7 +24,7 @@ What it adds to ``recbole.config.Config``:
   or malformed config file is reported by name (and line).
 * What RecBole breaks on today's numpy, scipy and pandas is mended in memory (:mod:`recbole_duet.compat`).
 * Distributed runs (``local_rank`` set) use gloo on CPU and NCCL on GPUs, where RecBole 1.2.1 hard-codes NCCL
-  and ``cuda:<local_rank>`` (:mod:`recbole_duet.distributed`).
+  and ``cuda:<local_rank>`` (:mod:`recbole_duet.training.distributed`).
 """
 
 import os
@@ -35,12 +35,12 @@ from recbole.utils import ModelType
 
 from recbole_duet.compat import install_compatibility
 from recbole_duet.config_checks import check_training_keys, known_keys, warn_about_near_misses
-from recbole_duet.distributed import init_process_group, is_rank_zero
 from recbole_duet.errors import ConfigError, ConfigFileError
 from recbole_duet.model import DUETBase, duet_class
 from recbole_duet.model.backbones import recbole_properties_dir
 from recbole_duet.model.settings import validate_duet_settings
 from recbole_duet.registry import get_model
+from recbole_duet.training.distributed import init_process_group, is_rank_zero
 
 DEFAULT_MODEL = "DUET"
 DEFAULT_DATASET = "ml-100k"

@@ -13,18 +13,23 @@ import torch.multiprocessing as mp
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_seed, set_color
 
-from recbole_duet.cloud_first import cloud_stage_config, cloud_state_file, generator_stage_config, trains_cloud_first
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
-from recbole_duet.run_log import init_run_logger, plain_metrics
-from recbole_duet.starting_model import StartingModel, starts_from_trained_model
-from recbole_duet.trainer import get_trainer
-from recbole_duet.training_state import (
+from recbole_duet.training.cloud_first import (
+    cloud_stage_config,
+    cloud_state_file,
+    generator_stage_config,
+    trains_cloud_first,
+)
+from recbole_duet.training.run_log import init_run_logger, plain_metrics
+from recbole_duet.training.starting_model import StartingModel, starts_from_trained_model
+from recbole_duet.training.state import (
     keeps_training_state,
     resume_training_state,
     save_training_state,
     training_finished,
 )
+from recbole_duet.training.trainer import get_trainer
 
 
 def run_recbole_duet(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
@@ -112,7 +117,7 @@ def run_recbole_duets(rank, model, dataset, config_file_list, config_dict, saved
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True, model=None, dataset=None):
-    r"""RecBole's ``objective_function`` for :class:`recbole_duet.hyper_tuning.HyperTuning`: one trial.
+    r"""RecBole's ``objective_function`` for :class:`recbole_duet.search.hyper_tuning.HyperTuning`: one trial.
 
     ``config_dict`` holds the trial's parameters. Each trial logs to a file of its own, as in RecBole.
 
@@ -155,12 +160,12 @@ def prepare_experiment(config):
 def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
     """Run one experiment from a built :class:`Config`; also return the trainer and the training time.
 
-    With ``training_order: cloud_first`` (:mod:`recbole_duet.cloud_first`) DUET's experiment is two trainings, the
-    cloud model's and then the generator's on it, logged to one file; what is returned is the generator stage's,
-    with the cloud stage's own under ``cloud_stage``.
+    With ``training_order: cloud_first`` (:mod:`recbole_duet.training.cloud_first`) DUET's experiment is two
+    trainings, the cloud model's and then the generator's on it, logged to one file; what is returned is the
+    generator stage's, with the cloud stage's own under ``cloud_stage``.
 
     Args:
-        state_file (str, optional): a training-state file (:mod:`recbole_duet.training_state`) written after
+        state_file (str, optional): a training-state file (:mod:`recbole_duet.training.state`) written after
             every validated epoch; when it exists, the training resumes from it (a finished one only re-tests
             its best checkpoint). Needs ``saved``; ignored, with a warning, by trainers with their own loop. A
             cloud stage keeps its state next to it, in ``cloud-<name>``.
@@ -176,7 +181,7 @@ def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
         validated, or was validated before a resume from a state file that did not keep the scores),
         ``start_valid_score`` (a DUET started from a trained model: that model's, validated before the first epoch;
         else None) and ``kept_start`` (whether it validated above every epoch and is the result,
-        :mod:`recbole_duet.starting_model`); after a cloud stage, ``cloud_stage``: the same keys for it, less
+        :mod:`recbole_duet.training.starting_model`); after a cloud stage, ``cloud_stage``: the same keys for it, less
         ``trainer`` and ``data``.
     """
     if state_file is not None and not saved:
@@ -214,7 +219,7 @@ def training_budget_line(config):
 
 def checks_starting_model(config, valid_data, trainer):
     """Whether the trained model a training starts from is validated before the first epoch, to be kept if no epoch
-    validates above it (:mod:`recbole_duet.starting_model`)."""
+    validates above it (:mod:`recbole_duet.training.starting_model`)."""
     return starts_from_trained_model(config) and bool(valid_data) and trainer.eval_step > 0
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import TINY_MODEL_CONFIG, build_pipeline, write_atomic_dataset
 
-from recbole_duet.checkpoint import config_to_json, save_checkpoint
+from recbole_duet.training.checkpoint import config_to_json, save_checkpoint
 
 WEIGHT_NOISE = 0.3
 

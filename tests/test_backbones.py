@@ -11,7 +11,6 @@ from conftest import assert_device_parameters_equal, build_pipeline, write_atomi
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import init_seed
 
-from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.errors import ConfigError
 from recbole_duet.model import backbones
@@ -24,7 +23,8 @@ from recbole_duet.model.backbones import (
     reads_states,
     refusal,
 )
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.checkpoint import load_checkpoint
+from recbole_duet.training.trainer import get_trainer
 
 # DIN (one logit per user-item pair) has its own DUET class and tests (test_din.py).
 NEXT_ITEM_BACKBONES = [name for name in BACKBONE_CLASSES if name != "DIN"]

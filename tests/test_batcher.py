@@ -11,7 +11,7 @@ import looptime
 import numpy as np
 import pytest
 
-from recbole_duet.bundle import PayloadCodec
+from recbole_duet.device.bundle import PayloadCodec
 from recbole_duet.serving.batcher import MicroBatcher, QueueFullError
 
 LONG_WAIT_MS = 5000

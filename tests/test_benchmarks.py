@@ -169,9 +169,9 @@ def test_harness_goes_on_from_the_state_a_stopped_training_left(harness, tmp_pat
     # What a harness stopped after GRU4Rec's first epoch leaves behind: its state file under <out>/checkpoints.
     monkeypatch.chdir(tmp_path)
     from benchmarks.run import PROTOCOL
-    from recbole_duet.checkpoint import load_checkpoint
     from recbole_duet.config import Config
     from recbole_duet.quick_start import run_experiment
+    from recbole_duet.training.checkpoint import load_checkpoint
 
     settings = {**PROTOCOL, **yaml.safe_load((tmp_path / "tiny.yaml").read_text()), "seed": 2020}
     config = Config(model="GRU4Rec", dataset="tiny", config_dict={**settings, "data_path": str(tmp_path / "data")})

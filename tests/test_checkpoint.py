@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from recbole_duet.checkpoint import load_checkpoint, save_checkpoint
 from recbole_duet.errors import CheckpointError
+from recbole_duet.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_loads_with_weights_only(tmp_path):

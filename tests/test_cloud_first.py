@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from recbole_duet import quick_start
-from recbole_duet.cloud_first import trains_cloud_first
 from recbole_duet.config import Config
 from recbole_duet.deploy.export import load_trained_model
 from recbole_duet.quick_start import run_experiment, run_recbole_duet
+from recbole_duet.training.cloud_first import trains_cloud_first
 
 pytestmark = pytest.mark.kernel_sensitive
 

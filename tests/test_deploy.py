@@ -17,11 +17,18 @@ from conftest import build_pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_duet.bundle import PAYLOAD_DTYPES, BundleError, ModelVersionError, PayloadCodec, b85decode, b85encode_rows
 from recbole_duet.deploy.graphs import DeviceParameters
 from recbole_duet.deploy.verify import top10_agreement, top_k
 from recbole_duet.device import DeviceModel
-from recbole_duet.serving.generator import BundleGenerator
+from recbole_duet.device.bundle import (
+    PAYLOAD_DTYPES,
+    BundleError,
+    ModelVersionError,
+    PayloadCodec,
+    b85decode,
+    b85encode_rows,
+)
+from recbole_duet.serving.bundle_generator import BundleGenerator
 
 BACKBONES = {
     "SASRec-rank4": ("SASRec", {}),
@@ -203,9 +210,9 @@ def test_export_command_on_a_trained_checkpoint(tmp_path, tiny_config_dict):
 
 
 def test_only_duet_checkpoints_export(tmp_path):
-    from recbole_duet.checkpoint import save_checkpoint
     from recbole_duet.deploy.export import export_bundle
     from recbole_duet.errors import CheckpointError
+    from recbole_duet.training.checkpoint import save_checkpoint
 
     save_checkpoint({"config": json.dumps({"model": "SASRec"}), "state_dict": {}}, str(tmp_path / "s.pth"))
     with pytest.raises(CheckpointError, match="only DUET checkpoints export"):

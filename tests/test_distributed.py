@@ -16,13 +16,13 @@ from conftest import build_pipeline, write_atomic_dataset
 from test_end_to_end import REPO, assert_ranking_result, run_cli, write_config_file
 
 from recbole_duet import data as duet_data
-from recbole_duet import trainer as trainer_module
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.errors import ConfigError, DatasetNotFoundError
 from recbole_duet.model import warm_start
 from recbole_duet.quick_start import run_experiment
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training import trainer as trainer_module
+from recbole_duet.training.trainer import get_trainer
 
 WORLD_SIZE = 2
 

@@ -196,7 +196,7 @@ def train_on_tiny_data(monkeypatch, root):
 def fake_service(monkeypatch, bundle):
     """``request_parameters`` answered by the bundle's generator graph; returns the windows asked for."""
     from recbole_duet import device
-    from recbole_duet.serving.generator import BundleGenerator
+    from recbole_duet.serving.bundle_generator import BundleGenerator
 
     generator, asked = BundleGenerator(bundle), []
 
@@ -221,7 +221,7 @@ def test_python_block(block, tmp_path, monkeypatch):
         (tmp_path / "export").mkdir()
         folder, _, _, _ = exported_bundle(str(tmp_path / "export"), "SASRec", verify_users=0)
         shutil.move(folder, tmp_path / "duet-bundle")
-        from recbole_duet.bundle import ItemVocabulary
+        from recbole_duet.device.bundle import ItemVocabulary
 
         tokens = ItemVocabulary.from_bundle(str(tmp_path / "duet-bundle")).tokens[1:]
         for ml_100k, tiny in zip(ML_100K_TOKENS, tokens):
@@ -373,7 +373,7 @@ def override_errors(pairs):
 def command_errors(name, args):
     """What the entry point ``name``'s own parser (and, for the runners, RecBole's config keys) reject."""
     from recbole_duet.cli import build_hyper_parser, build_parser
-    from recbole_duet.deploy_cli import build_deploy_parser
+    from recbole_duet.deploy.cli import build_deploy_parser
 
     if name == "recbole-duet" and args[:1] in (["export"], ["serve"]):
         error, _ = parser_errors(build_deploy_parser(), args)

@@ -11,8 +11,8 @@ from conftest import assert_consistent_metrics, build_pipeline
 from recbole.utils import init_seed
 
 from recbole_duet import run_recbole_duet
-from recbole_duet.checkpoint import load_checkpoint
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.checkpoint import load_checkpoint
+from recbole_duet.training.trainer import get_trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_KEYS = {"best_valid_score", "valid_score_bigger", "best_valid_result", "test_result"}

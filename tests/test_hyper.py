@@ -7,7 +7,7 @@ import pytest
 from test_end_to_end import REPO, run_cli, write_config_file
 
 from recbole_duet.cli import _params_file, build_hyper_parser
-from recbole_duet.hyper_tuning import HyperTuning
+from recbole_duet.search.hyper_tuning import HyperTuning
 
 SHIPPED_KEYS = {"realtime_window", "generator_rank", "umn_weight", "learning_rate"}
 

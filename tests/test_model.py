@@ -266,7 +266,7 @@ def test_a_dropped_unit_is_answered_by_the_global_layer_alone(tiny_config_dict):
 
 
 def build_trainer(config_dict):
-    from recbole_duet.trainer import get_trainer
+    from recbole_duet.training.trainer import get_trainer
 
     config, loaders, model = build_pipeline(config_dict)
     return get_trainer(config["MODEL_TYPE"], config["model"])(config, model), one_batch(loaders[0])

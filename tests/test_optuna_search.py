@@ -13,8 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from recbole_duet import optuna_search
 from recbole_duet.errors import ConfigFileError
+from recbole_duet.search import optuna_search
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = "learning_rate choice [0.01,0.02]\nrealtime_window choice [2,4]\n"

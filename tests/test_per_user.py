@@ -9,7 +9,7 @@ import torch
 from conftest import build_pipeline, write_interleaved_dataset
 
 from benchmarks.per_user import evaluate_per_user, load_per_user, per_user_runs, save_per_user
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.trainer import get_trainer
 
 SECOND_PLACE_NDCG = 1 / math.log2(3)
 

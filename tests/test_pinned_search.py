@@ -5,7 +5,7 @@ through the ``run_hyper.py`` command line."""
 import pytest
 
 from recbole_duet import cli, quick_start
-from recbole_duet.hyper_tuning import HyperTuning
+from recbole_duet.search.hyper_tuning import HyperTuning
 
 # Valid scores per realtime_window, in grid order: the best trial is neither the first nor the last.
 HIGHER_IS_BETTER = {5: 0.30, 10: 0.90, 20: 0.10, 40: 0.50}

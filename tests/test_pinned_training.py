@@ -15,10 +15,10 @@ from conftest import TINY_MODEL_CONFIG, build_pipeline
 from test_distributed import _run_experiment_as_rank, assert_ranks_end_equal_and_trained, distributed_keys, spawn
 
 from recbole_duet import run_recbole_duet
-from recbole_duet.checkpoint import load_checkpoint, save_checkpoint
 from recbole_duet.errors import CheckpointError
 from recbole_duet.model import DUET
-from recbole_duet.trainer import get_trainer
+from recbole_duet.training.checkpoint import load_checkpoint, save_checkpoint
+from recbole_duet.training.trainer import get_trainer
 
 pytestmark = pytest.mark.kernel_sensitive
 
@@ -46,7 +46,7 @@ def test_a_failed_rename_keeps_the_previous_checkpoint_and_no_temporary_file(tmp
 
 KILLED_WRITER = """
 import os, sys, torch
-from recbole_duet.checkpoint import save_checkpoint
+from recbole_duet.training.checkpoint import save_checkpoint
 
 def killed_while_writing(obj, file, *args, **kwargs):
     file.write(b"half a checkpoint")

@@ -8,9 +8,9 @@ import pytest
 import torch
 from bundles import exported_bundle
 
-from recbole_duet.bundle import BundleError
 from recbole_duet.device import DeviceModel
-from recbole_duet.request_policy import (
+from recbole_duet.device.bundle import BundleError
+from recbole_duet.device.request_policy import (
     Always,
     Drift,
     EveryK,
@@ -153,7 +153,7 @@ def test_the_device_loop_in_the_deployment_docs_runs(bundle, monkeypatch):
     import os
 
     from recbole_duet import device
-    from recbole_duet.serving.generator import BundleGenerator
+    from recbole_duet.serving.bundle_generator import BundleGenerator
 
     folder, manifest, model, loaders = bundle
     docs = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "deployment.md"), encoding="utf-8").read()
@@ -189,7 +189,7 @@ def test_deciding_on_the_device_imports_neither_torch_nor_recbole(bundle):
     script = (
         "import json, sys\n"
         "from recbole_duet.device import DeviceModel\n"
-        "from recbole_duet.request_policy import RequestState, parse_policy\n"
+        "from recbole_duet.device.request_policy import RequestState, parse_policy\n"
         f"model = DeviceModel({folder!r})\n"
         "state = RequestState(parse_policy('drift:0.1'))\n"
         "asks = [state.decide(model.device_code(['i1', 'i2', 'i3'][: n + 1])) for n in range(3)]\n"

@@ -8,8 +8,8 @@ import pytest
 from bundles import exported_bundle
 from fastapi.testclient import TestClient
 
-from recbole_duet.bundle import ItemVocabulary
 from recbole_duet.device import DeviceModel
+from recbole_duet.device.bundle import ItemVocabulary
 from recbole_duet.serving.app import ServeSettings, create_app, read_token
 from recbole_duet.serving.requests import RequestError, Window, parse_batch, parse_generate, parse_json
 

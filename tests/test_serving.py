@@ -19,10 +19,10 @@ from bundles import exported_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recbole_duet.bundle import BundleError
 from recbole_duet.device import DeviceModel, ServiceError, request_parameters
+from recbole_duet.device.bundle import BundleError
 from recbole_duet.serving.app import ServeSettings
-from recbole_duet.serving.generator import BundleGenerator
+from recbole_duet.serving.bundle_generator import BundleGenerator
 from recbole_duet.serving.server import check_settings
 
 TOKEN = "test-token-5f1c"

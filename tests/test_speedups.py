@@ -6,7 +6,7 @@ import torch
 from conftest import build_pipeline
 from recbole.model.layers import FeedForward
 
-from recbole_duet.speedups import RECBOLE_ACTIVATIONS, use_recbole_activations
+from recbole_duet.training.speedups import RECBOLE_ACTIVATIONS, use_recbole_activations
 
 
 def feed_forwards(model):

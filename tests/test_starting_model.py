@@ -10,7 +10,7 @@ from recbole_duet import quick_start
 from recbole_duet.config import Config
 from recbole_duet.model import DUET
 from recbole_duet.quick_start import run_experiment
-from recbole_duet.starting_model import StartingModel
+from recbole_duet.training.starting_model import StartingModel
 
 pytestmark = pytest.mark.kernel_sensitive
 

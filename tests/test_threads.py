@@ -1,12 +1,12 @@
-"""torch's threads balanced against the machine's other work (recbole_duet.threads), with the machine faked."""
+"""torch's threads balanced against the machine's other work (recbole_duet.training.threads), with the machine faked."""
 
 import pytest
 import torch
 
-from recbole_duet import trainer as trainer_module
 from recbole_duet.config import Config
 from recbole_duet.quick_start import run_experiment
-from recbole_duet.threads import balance_threads, balanced_thread_count, busy_elsewhere, procs_running
+from recbole_duet.training import trainer as trainer_module
+from recbole_duet.training.threads import balance_threads, balanced_thread_count, busy_elsewhere, procs_running
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import pytest
 import torch
 from recbole.utils import ModelType
 
-from recbole_duet.checkpoint import load_checkpoint, save_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.quick_start import run_experiment
-from recbole_duet.trainer import get_trainer
-from recbole_duet.training_state import keeps_training_state
+from recbole_duet.training.checkpoint import load_checkpoint, save_checkpoint
+from recbole_duet.training.state import keeps_training_state
+from recbole_duet.training.trainer import get_trainer
 
 pytestmark = pytest.mark.kernel_sensitive
 

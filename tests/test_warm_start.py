@@ -249,8 +249,8 @@ def test_building_a_model_reads_no_file_the_runner_loads_the_starting_model(tiny
 def test_the_runner_asks_the_model_class_what_a_run_of_it_is(tiny_config_dict, tmp_path):
     import types
 
-    from recbole_duet.cloud_first import trains_cloud_first
-    from recbole_duet.starting_model import starts_from_trained_model
+    from recbole_duet.training.cloud_first import trains_cloud_first
+    from recbole_duet.training.starting_model import starts_from_trained_model
 
     class OwnModel:  # a model of one's own that declares two trainings, whatever its name
         @classmethod

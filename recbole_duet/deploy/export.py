@@ -16,16 +16,6 @@ import warnings
 import onnx
 import torch
 
-from recbole_duet.bundle import (
-    BUNDLE_FORMAT,
-    CODE_FILE,
-    DEVICE_FILE,
-    BundleError,
-    GENERATOR_FILE,
-    ITEMS_FILE,
-    MANIFEST_FILE,
-)
-from recbole_duet.checkpoint import load_checkpoint
 from recbole_duet.config import Config
 from recbole_duet.deploy.graphs import (
     DeviceCodeGraph,
@@ -34,8 +24,18 @@ from recbole_duet.deploy.graphs import (
     GeneratorGraph,
     NextItemDeviceGraph,
 )
+from recbole_duet.device.bundle import (
+    BUNDLE_FORMAT,
+    CODE_FILE,
+    DEVICE_FILE,
+    BundleError,
+    GENERATOR_FILE,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+)
 from recbole_duet.errors import CheckpointError, ConfigError
 from recbole_duet.quick_start import prepare_experiment
+from recbole_duet.training.checkpoint import load_checkpoint
 
 ONNX_OPSET = 17
 # Keys RecBole derives while building a Config; the checkpoint stores them as strings ("ModelType.SEQUENTIAL").

@@ -17,9 +17,9 @@ rankings, like the device runtime's, put equal scores in item-id order.
 import numpy as np
 import torch
 
-from recbole_duet.bundle import BundleError
 from recbole_duet.device import DeviceModel
-from recbole_duet.serving.generator import BundleGenerator
+from recbole_duet.device.bundle import BundleError
+from recbole_duet.serving.bundle_generator import BundleGenerator
 
 MAX_ABS_SCORE_DIFF = 1e-4
 MIN_TOP10_AGREEMENT = 0.999

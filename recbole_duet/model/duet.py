@@ -79,13 +79,13 @@ class DUETBase(SequentialRecommender):
     @classmethod
     def starts_from_trained_model(cls, config):
         """Whether a DUET of ``config`` starts as a trained model (its backbone or its whole cloud model), which the
-        runner then validates before the first epoch (:mod:`recbole_duet.starting_model`)."""
+        runner then validates before the first epoch (:mod:`recbole_duet.training.starting_model`)."""
         return config["cloud_checkpoint"] is not None or config["backbone_checkpoint"] is not None
 
     @classmethod
     def trains_cloud_first(cls, config):
         """Whether a run of ``config`` is two trainings, the cloud model's and then the generator's on it
-        (:mod:`recbole_duet.cloud_first`): ``training_order: cloud_first`` for a DUET that generates its layers
+        (:mod:`recbole_duet.training.cloud_first`): ``training_order: cloud_first`` for a DUET that generates its layers
         and has no trained cloud model yet."""
         return (
             config["training_order"] == "cloud_first"
@@ -241,7 +241,7 @@ class DUET(DUETBase):
     def device_code(self, item_seq, item_seq_len):
         """Each device's code ``[B, h]``: the generator's summary of its real-time window, which every generated
         layer is decoded from. How far it moved since a device's last request says how stale the device's
-        parameters are (the ``drift`` request policy, :mod:`recbole_duet.request_policy`)."""
+        parameters are (the ``drift`` request policy, :mod:`recbole_duet.device.request_policy`)."""
         window_vectors, window_len, _ = self._window_vectors(item_seq, item_seq_len)
         return self.generator.encode(window_vectors, window_len)
 

@@ -18,10 +18,10 @@ import json
 
 import torch.distributed as dist
 
-from recbole_duet.checkpoint import load_checkpoint
-from recbole_duet.distributed import from_rank_zero
 from recbole_duet.errors import CheckpointError
 from recbole_duet.model.backbones import function_settings
+from recbole_duet.training.checkpoint import load_checkpoint
+from recbole_duet.training.distributed import from_rank_zero
 
 
 def _read_checkpoint(path, key, model_name, dataset_name):

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from recbole_duet.serving import metrics
 from recbole_duet.serving.batcher import MicroBatcher, QueueFullError
-from recbole_duet.serving.generator import BundleGenerator
+from recbole_duet.serving.bundle_generator import BundleGenerator
 from recbole_duet.serving.requests import RequestError, parse_batch, parse_generate, parse_json
 
 SETTINGS_ENV = "RECBOLE_DUET_SERVE_SETTINGS"

@@ -6,7 +6,7 @@ generator unchecked.
 
 import json
 
-from recbole_duet.bundle import PAYLOAD_DTYPES, UnknownItemError
+from recbole_duet.device.bundle import PAYLOAD_DTYPES, UnknownItemError
 
 
 class RequestError(Exception):

@@ -12,7 +12,7 @@ import tempfile
 
 import uvicorn
 
-from recbole_duet.bundle import read_manifest
+from recbole_duet.device.bundle import read_manifest
 from recbole_duet.serving.app import read_token
 
 

@@ -1,4 +1,4 @@
-"""The device half of a deployed DUET model: onnxruntime and numpy only, no torch, no RecBole.
+"""The device runtime of a deployed DUET model: onnxruntime and numpy only, no torch, no RecBole.
 
 A device keeps the bundle (static layers, global dynamic layers, shared low-rank bases, item vocabulary),
 uploads its real-time window to the service, and scores its own history with the payload it gets back::
@@ -8,7 +8,8 @@ uploads its real-time window to the service, and scores its own history with the
     model.recommend(["242", "302", "377"], payload, k=10)   # [(item token, score), ...]
 
 Importing this module must not import torch or RecBole (``recbole_duet/__init__.py`` imports its training
-API lazily for that reason); a test checks ``sys.modules``.
+API lazily for that reason); a test checks ``sys.modules``. :mod:`recbole_duet.device` re-exports
+:class:`DeviceModel`, :func:`request_parameters` and :class:`ServiceError`.
 """
 
 import json
@@ -19,7 +20,7 @@ import urllib.request
 import numpy as np
 import onnxruntime as ort
 
-from recbole_duet.bundle import (
+from recbole_duet.device.bundle import (
     CODE_FILE,
     DEVICE_FILE,
     BundleError,

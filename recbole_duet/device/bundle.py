@@ -1,6 +1,6 @@
 """The deployment bundle and the payload format, shared by the exporter, the service and the device runtime.
 
-This module needs numpy only: the device runtime imports it without torch or RecBole.
+This module needs numpy only; its package, :mod:`recbole_duet.device`, adds onnxruntime and never torch or RecBole.
 
 A bundle is a folder written by ``recbole-duet export``:
 

@@ -4,15 +4,16 @@
 
 * :class:`DistributedMixin` (every ``Trainer``): RecBole's ``AbstractTrainer`` converts batch norm to
   ``SyncBatchNorm`` and wraps the model in ``DistributedDataParallel(device_ids=[local_rank])``, both of which
-  fail on CPU; the mixin wraps it for the run's device instead (:func:`recbole_duet.distributed.distributed_model`).
+  fail on CPU; the mixin wraps it for the run's device instead
+  (:func:`recbole_duet.training.distributed.distributed_model`).
   Gradient synchronisation is RecBole's: every step adds ``sync_grad_loss`` (zero times every parameter) so
   each parameter, the generator's included, gets a gradient on every rank and DDP can average them.
 * :class:`ParameterGroupsMixin` (every ``Trainer``): the optimizer takes the model's own parameter groups when
   it has them (DUET's generator at its own learning rate).
 * :class:`BalancedThreadsMixin` (every ``Trainer``): before each training epoch of a single-process run torch
-  gets the cores that no other job is using (:mod:`recbole_duet.threads`).
+  gets the cores that no other job is using (:mod:`recbole_duet.training.threads`).
 * :class:`SafeCheckpointMixin` (trainers using ``Trainer``'s own checkpoint logic; decision trees and others
-  keep theirs): checkpoints from :mod:`recbole_duet.checkpoint`, written by rank 0 only; in a distributed run
+  keep theirs): checkpoints from :mod:`recbole_duet.training.checkpoint`, written by rank 0 only; in a distributed run
   rank 0 reads them and hands them to the other ranks, which may sit on machines without the file.
 """
 
@@ -23,16 +24,16 @@ from recbole.utils import get_trainer as get_recbole_trainer
 from recbole.utils import set_color
 from torch import nn
 
-from recbole_duet.checkpoint import (
+from recbole_duet.errors import CheckpointError
+from recbole_duet.training.checkpoint import (
     config_to_json,
     decode_other_parameters,
     encode_other_parameters,
     load_checkpoint,
     save_checkpoint,
 )
-from recbole_duet.distributed import distributed_model, from_rank_zero, is_rank_zero
-from recbole_duet.errors import CheckpointError
-from recbole_duet.threads import balance_threads
+from recbole_duet.training.distributed import distributed_model, from_rank_zero, is_rank_zero
+from recbole_duet.training.threads import balance_threads
 
 
 class DistributedMixin:

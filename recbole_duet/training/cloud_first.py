@@ -18,9 +18,9 @@ A run that already names a ``cloud_checkpoint``, scores with the global layers o
 import copy
 import os
 
-from recbole_duet.distributed import from_rank_zero
 from recbole_duet.errors import CheckpointError
-from recbole_duet.starting_model import declared
+from recbole_duet.training.distributed import from_rank_zero
+from recbole_duet.training.starting_model import declared
 
 
 def trains_cloud_first(config):

@@ -47,8 +47,8 @@ def build_deploy_parser():
 
 
 def _export(args):
-    from recbole_duet.bundle import BundleError
     from recbole_duet.deploy.export import export_bundle
+    from recbole_duet.device.bundle import BundleError
     from recbole_duet.errors import CheckpointError, ConfigError, DatasetNotFoundError
 
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value pairs from the command line: these are not overrides
@@ -61,7 +61,7 @@ def _export(args):
 
 
 def _serve(args):
-    from recbole_duet.bundle import BundleError
+    from recbole_duet.device.bundle import BundleError
     from recbole_duet.serving.app import ServeSettings
     from recbole_duet.serving.server import serve
 

@@ -4,7 +4,7 @@ import os
 
 import onnxruntime as ort
 
-from recbole_duet.bundle import GENERATOR_FILE, ItemVocabulary, PayloadCodec, left_aligned, read_manifest
+from recbole_duet.device.bundle import GENERATOR_FILE, ItemVocabulary, PayloadCodec, left_aligned, read_manifest
 
 
 class BundleGenerator:

@@ -6,7 +6,7 @@ validated epoch's model and optimizer, the early-stopping counters, the best val
 loss and validation score, the seconds spent so far and the random streams (torch's, the training loader's
 shuffling generator, numpy's and Python's), plus the path of the trainer's best-model checkpoint. Resumed from it,
 a training sees the same batches and dropout masks as the uninterrupted one would have. It is written atomically
-in the safe checkpoint format (:mod:`recbole_duet.checkpoint`), by rank 0 only.
+in the safe checkpoint format (:mod:`recbole_duet.training.checkpoint`), by rank 0 only.
 """
 
 import os
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer
 
-from recbole_duet.checkpoint import load_checkpoint, save_checkpoint
-from recbole_duet.distributed import is_rank_zero
-from recbole_duet.run_log import plain_metrics
+from recbole_duet.training.checkpoint import load_checkpoint, save_checkpoint
+from recbole_duet.training.distributed import is_rank_zero
+from recbole_duet.training.run_log import plain_metrics
 
 
 def _random_streams(train_data):
