@@ -88,6 +88,7 @@ def test_saved_arrays_load_back_and_group_by_model_and_seed(tmp_path):
     relative = save_per_user(str(tmp_path), "GRU4Rec-2020", arrays)
     assert relative == "per_user/GRU4Rec-2020.npz" and (tmp_path / relative).is_file()
     assert [path.name for path in (tmp_path / "per_user").iterdir()] == ["GRU4Rec-2020.npz"]  # no temporary left
+    assert save_per_user(str(tmp_path), "SASRec-2020", arrays) == "per_user/SASRec-2020.npz"  # the folder exists now
     records = [
         {"model": "GRU4Rec", "seed": 2020, "per_user_file": relative},
         {"model": "GRU4Rec", "seed": 2021},  # written before per-user arrays were kept
