@@ -23,8 +23,10 @@ def bundle(tmp_path_factory):
     return folder, manifest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(bundle, tmp_path_factory):
+    # An app per test, not per module: mutation testing maps each test to the functions it calls, and an app built
+    # once would tie create_app's request handlers to the first test alone.
     token_file = tmp_path_factory.mktemp("token") / "token"
     token_file.write_text(f"  {TOKEN}\n")
     settings = ServeSettings(bundle=bundle[0], token_file=str(token_file), max_body_bytes=2000, max_devices_per_request=3)
@@ -135,3 +137,11 @@ def test_the_parsers_keep_the_newest_items_and_count_what_was_sent():
         parse_batch({"windows": [["a"], ["b"], ["c"]]}, vocabulary, 5, max_devices=2)
     assert error.value.status == 413
 
+
+
+def test_more_devices_than_the_queue_holds_get_503_with_retry_after(bundle):
+    with TestClient(create_app(ServeSettings(bundle=bundle[0], max_queue=1))) as client:
+        response = client.post("/v1/generate/batch", json={"windows": [["i1"], ["i2"]]})
+        assert refusal(response) == (503, "overloaded: 0 devices are waiting (limit 1); retry after 1 s")
+        assert response.headers["retry-after"] == "1"
+        assert client.post("/v1/generate", json={"window": ["i1"]}).status_code == 200  # no token configured
