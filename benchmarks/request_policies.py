@@ -31,7 +31,7 @@ from benchmarks.per_user import PER_USER_METRICS, load_per_user, save_per_user
 from benchmarks.run import write_json_atomically
 from recbole_duet.deploy.graphs import DeviceParameters
 from recbole_duet.device.bundle import PayloadCodec
-from recbole_duet.device.request_policy import parse_policy, replay
+from recbole_duet.device.request_policy import parse_policy, replay, source_of_parameters
 
 DEFAULT_POLICIES = [
     "always", "never", "every_k:2", "every_k:3", "every_k:5", "every_k:10",
@@ -71,8 +71,8 @@ def parameter_sources(policy, devices, codes):
     sources = np.full(len(codes), -1, dtype=np.int64)
     for device in devices:
         requests = replay(policy, codes[device] if policy.needs_code else None, n=device.stop - device.start)
-        indices = np.where(requests, np.arange(device.start, device.stop), -1)
-        sources[device] = np.maximum.accumulate(indices)
+        local = source_of_parameters(requests)
+        sources[device] = np.where(local >= 0, local + device.start, -1)
     return sources
 
 
