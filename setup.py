@@ -30,8 +30,9 @@ HYPER_REQUIRES = [
     # replaces it. <0.4 because the plugin calls hyperopt's internal trial-document helpers for that search.
     "hyperopt>=0.3,<0.4",
     # --engine optuna: studies in a shared database with pruning. <6: recbole_duet.search.optuna_search pops
-    # the study's trial queue through Study._pop_waiting_trial_id, the queue half of Study.ask.
-    "optuna>=4,<6",
+    # the study's trial queue through Study._pop_waiting_trial_id, the queue half of Study.ask. >=4.9: its
+    # heartbeat callback (RetryHeartbeatStaleTrialCallback) queues a dead worker's trial again.
+    "optuna>=4.9,<6",
 ]
 SERVE_REQUIRES = [
     # Export (onnx.checker) and both runtimes. torch.onnx.export runs its TorchScript exporter (dynamo=False),

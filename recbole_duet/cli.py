@@ -120,27 +120,18 @@ def main(argv=None):
 
 def _optuna_search(args, params_file):
     """``--engine optuna``: join or create the study, run ``--workers`` processes on it, write the result file."""
-    from recbole_duet.config import Config
     from recbole_duet.search import optuna_search  # needs optuna: pip install "recbole-duet[hyper]"
 
     try:
-        space = optuna_search.read_search_space(params_file)
-        config = Config(model=args.model, dataset=args.dataset, config_file_list=_config_file_list(args))
-        sampler = args.sampler or ("grid" if all(kind == "choice" for kind, _ in space.values()) else "tpe")
-        study_name = args.study_name or f"{config['model']}-{config['dataset']}-{os.path.basename(params_file)}"
-        train = partial(
-            optuna_search.train_trial, model=args.model, dataset=args.dataset, config_file_list=_config_file_list(args)
+        study = optuna_search.search(
+            args.model, args.dataset, _config_file_list(args), params_file, args.storage,
+            study_name=args.study_name, sampler_name=args.sampler,
+            pruner_name=args.pruner, n_trials=args.n_trials, workers=args.workers,
         )
-        optuna_search.run_workers(
-            args.workers, storage_url=args.storage, study_name=study_name, space=space, train=train,
-            sampler_name=sampler, pruner=optuna_search.make_pruner(args.pruner, config["epochs"]),
-            n_trials=args.n_trials, direction="maximize" if config["valid_metric_bigger"] else "minimize",
-        )
-        study = optuna_search.optuna.load_study(study_name=study_name, storage=optuna_search.storage_for(args.storage))
     except (*USER_ERRORS, ValueError) as error:
         sys.exit(f"error: {error}")
     optuna_search.export_result(study, args.output_file)
-    print(f"study '{study_name}' in {args.storage} (optuna-dashboard {args.storage} shows it)")
+    print(f"study '{study.study_name}' in {args.storage} (optuna-dashboard {args.storage} shows it)")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if complete:
         print("best params: ", study.best_trial.params)

@@ -21,8 +21,11 @@ import itertools
 import math
 import multiprocessing
 import os
+import warnings
+from functools import partial
 
 import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
 
 from recbole_duet.errors import ConfigFileError
 
@@ -30,6 +33,11 @@ SPACE_KINDS = ("choice", "uniform", "loguniform", "quniform")
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 STORAGE_TIMEOUT_S = 60  # SQLite: how long a writer waits for another's lock
+# A training trial's worker records a heartbeat this often; a running trial silent for two intervals is taken for
+# one whose worker died (killed, or its machine gone), failed and queued again, so a resumed search still runs
+# every grid point.
+HEARTBEAT_S = 60
+RETRIES = 2  # how often a trial whose worker died is queued again: a trial that kills its worker stops there
 
 
 def read_search_space(path):
@@ -104,10 +112,26 @@ def make_pruner(name, max_epochs):
     return optuna.pruners.NopPruner()
 
 
+@contextlib.contextmanager
+def quiet_heartbeat_warnings():
+    """Optuna warns that its heartbeats are experimental and meant for ``Study.optimize``; :func:`work` uses them
+    on purpose, in the ask-and-tell loop a grid's queue needs, as ``Study.optimize`` does: nothing for a user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
+
+
 def storage_for(url):
-    if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": STORAGE_TIMEOUT_S}})
-    return optuna.storages.RDBStorage(url)
+    """The study's database, with heartbeats (:data:`HEARTBEAT_S`) that let a resumed search redo the trials
+    that were running when their worker stopped."""
+    with quiet_heartbeat_warnings():
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"connect_args": {"timeout": STORAGE_TIMEOUT_S}} if url.startswith("sqlite") else None,
+            heartbeat_interval=HEARTBEAT_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
+        )
 
 
 def open_study(storage, study_name, sampler, pruner, direction, grid=None):
@@ -191,6 +215,8 @@ def work(storage_url, study_name, space, train, sampler_name, pruner, n_trials, 
     grid = sampler_name == "grid"
     study = prepare_study(storage_url, study_name, space, sampler_name, pruner, direction)
     while True:
+        with quiet_heartbeat_warnings():
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial is queued again (grid) or drawn anew
         if grid:
             with queue_lock(storage_url):
                 trial = ask_queued(study)
@@ -199,8 +225,10 @@ def work(storage_url, study_name, space, train, sampler_name, pruner, n_trials, 
         else:
             if len(study.get_trials(deepcopy=False)) >= n_trials:
                 return
-            trial = study.ask()
-        run_trial(study, trial, space, train)
+            with quiet_heartbeat_warnings():
+                trial = study.ask()
+        with get_heartbeat_thread(trial._trial_id, study._storage):  # noqa: SLF001 (what Study.optimize does)
+            run_trial(study, trial, space, train)
 
 
 def train_trial(parameters, report, name, model=None, dataset=None, config_file_list=None):
@@ -213,6 +241,27 @@ def train_trial(parameters, report, name, model=None, dataset=None, config_file_
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=parameters)
     config["checkpoint_dir"] = os.path.join(config["checkpoint_dir"], name)
     return run_experiment(config, saved=True, epoch_callback=report)["result"]
+
+
+def search(model, dataset, config_file_list, params_file, storage_url, study_name=None, sampler_name=None,
+           pruner_name="median", n_trials=100, workers=1):
+    """Run (or join, or resume) the study of the search space in ``params_file`` for ``model`` on ``dataset`` and
+    return it, loaded from its storage. The sampler defaults to a grid when every parameter is a ``choice``, the
+    study name to ``<model>-<dataset>-<params file name>``; the pruner's budget and the direction come from the
+    trials' own config."""
+    from recbole_duet.config import Config
+
+    space = read_search_space(params_file)
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list)
+    sampler_name = sampler_name or ("grid" if all(kind == "choice" for kind, _ in space.values()) else "tpe")
+    study_name = study_name or f"{config['model']}-{config['dataset']}-{os.path.basename(params_file)}"
+    train = partial(train_trial, model=model, dataset=dataset, config_file_list=config_file_list)
+    run_workers(
+        workers, storage_url=storage_url, study_name=study_name, space=space, train=train,
+        sampler_name=sampler_name, pruner=make_pruner(pruner_name, config["epochs"]), n_trials=n_trials,
+        direction="maximize" if config["valid_metric_bigger"] else "minimize",
+    )
+    return optuna.load_study(study_name=study_name, storage=storage_for(storage_url))
 
 
 def run_workers(workers, **kwargs):
