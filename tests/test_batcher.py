@@ -196,3 +196,139 @@ def test_a_request_that_would_overfill_the_queue_is_refused():
 
     answers = run_with(MicroBatcher(generator, max_queue=2), scenario)
     assert [len(payloads) for payloads in answers] == [1, 2]
+
+
+# --- defaults, stop, a failing generator, batch limits (mutation-testing survivors, docs/development.md) ----------
+
+
+class Signalling:
+    """A generator that records the thread each call runs in, tells the event loop when a call has started, can hold
+    its calls until released, and fails the calls whose first window is ``[666]``."""
+
+    def __init__(self, loop, hold=False):
+        self.codec = PayloadCodec({"model_version": "v1", "payload": [{"name": "ids", "shape": [3]}]})
+        self.loop = loop
+        self.calls, self.threads = [], []
+        self.started = asyncio.Event()
+        self.release, self.finished = threading.Event(), threading.Event()
+        if not hold:
+            self.release.set()
+
+    def parameters(self, windows):
+        self.calls.append(len(windows))
+        self.threads.append(threading.current_thread().name)
+        self.loop.call_soon_threadsafe(self.started.set)
+        self.release.wait(10)  # a guard only: the tests release it
+        self.finished.set()
+        if windows[0] == [666]:
+            raise RuntimeError("the generator failed")
+        return [np.array([(window + [0, 0, 0])[:3] for window in windows], dtype=np.float32)]
+
+
+def test_the_defaults_match_the_documented_serve_settings():
+    batcher = MicroBatcher(WindowEcho())
+    assert (batcher.max_batch, batcher.max_wait, batcher.max_queue) == (256, 0.002, 4096)
+    assert (batcher.queued, batcher.expected) == (0, 0)
+
+
+def test_stop_before_start_is_harmless():
+    asyncio.run(MicroBatcher(WindowEcho()).stop())
+
+
+def test_stop_ends_the_batching_task_and_leaves_no_task_behind():
+    async def scenario():
+        batcher = MicroBatcher(WindowEcho())
+        batcher.start()
+        assert len(asyncio.all_tasks()) == 2
+        await batcher.stop()
+        await asyncio.sleep(0)
+        return asyncio.all_tasks()
+
+    tasks = asyncio.run(scenario())
+    assert len(tasks) == 1  # the scenario itself
+
+
+def test_stop_does_not_wait_for_a_generator_call_in_progress():
+    async def scenario():
+        generator = Signalling(asyncio.get_running_loop(), hold=True)
+        batcher = MicroBatcher(generator)
+        batcher.start()
+        request = asyncio.ensure_future(batcher.submit([[1]], "float32"))
+        await generator.started.wait()
+        await batcher.stop()
+        still_running = not generator.finished.is_set()
+        generator.release.set()
+        request.cancel()
+        return still_running, generator
+
+    still_running, generator = asyncio.run(scenario())
+    assert still_running  # stop returned while the call was held, not after it
+    assert generator.finished.wait(10) and generator.calls == [1]
+
+
+def test_the_generator_runs_in_the_batcher_s_own_thread():
+    async def scenario():
+        generator = Signalling(asyncio.get_running_loop())
+        batcher = MicroBatcher(generator)
+        batcher.start()
+        try:
+            await batcher.submit([[1]], "float32")
+            await batcher.submit([[2]], "float32")
+        finally:
+            await batcher.stop()
+        return generator
+
+    assert asyncio.run(scenario()).threads == ["duet-generator_0", "duet-generator_0"]
+
+
+def test_a_generator_failure_fails_its_requests_and_the_batcher_serves_on():
+    async def scenario():
+        generator = Signalling(asyncio.get_running_loop())
+        batcher = MicroBatcher(generator)
+        batcher.start()
+        try:
+            failing = asyncio.ensure_future(batcher.submit([[666]], "float32"))
+            await generator.started.wait()
+            later = asyncio.ensure_future(batcher.submit([[5]], "float32"))
+            done, _ = await asyncio.wait([later, batcher._task], return_when=asyncio.FIRST_COMPLETED)
+            assert done == {later}, "the batching task ended"
+            assert failing.done(), "the failed request got no answer"
+            with pytest.raises(RuntimeError, match="^the generator failed$"):
+                failing.result()
+            return generator, later.result(), batcher.queued
+        finally:
+            await batcher.stop()
+
+    generator, payloads, queued = asyncio.run(scenario())
+    assert generator.calls == [1, 1] and ids_of(generator.codec, payloads[0]) == ("float32", [5, 0, 0]) and queued == 0
+
+
+def test_queued_requests_are_cut_into_batches_of_at_most_max_batch_devices():
+    generator = WindowEcho(hold_first_call=True)
+
+    async def scenario(batcher):
+        first = asyncio.ensure_future(batcher.submit([[1]], "float32"))
+        await asyncio.sleep(0.1)  # the first call is running (held)
+        later = [asyncio.ensure_future(batcher.submit([[10 + i]], "float32")) for i in range(3)]
+        await asyncio.sleep(0.1)
+        generator.release.set()
+        answers = await asyncio.gather(first, *later)
+        return answers, batcher.queued
+
+    answers, queued = run_with(MicroBatcher(generator, max_batch=2, max_wait_ms=LONG_WAIT_MS), scenario)
+    assert generator.calls == [1, 2, 1] and queued == 0
+    assert [ids_of(generator.codec, payloads[0])[1][0] for payloads in answers] == [1, 10, 11, 12]
+
+
+def test_a_request_that_fills_the_batch_goes_at_once_even_while_another_is_being_read():
+    generator, departures = WindowEcho(), Departures()
+
+    async def scenario(batcher):
+        stuck = asyncio.ensure_future(reading(batcher, 10))
+        await asyncio.sleep(0)
+        answer = await batcher.submit([[1], [2]], "float32")
+        stuck.cancel()
+        return answer
+
+    run_with(MicroBatcher(generator, max_batch=2, max_wait_ms=LONG_WAIT_MS, on_batch=departures), scenario)
+    assert generator.calls == [2] and departures.times == [0]
