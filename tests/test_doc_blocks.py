@@ -69,8 +69,16 @@ SKIPPED = {
     ),
 }
 # (file, heading, a piece of the block's text): why a fence that is not python, yaml or bash is allowed.
+CLI_HELP = (
+    "a command's --help output, not code: docs/cli_help.py writes it from the parser and "
+    "tests/test_deploy_cli.py::test_the_command_line_page_is_what_the_parsers_print diffs it with the parser"
+)
 OTHER_FENCES = {
     ("docs/development.md", "## Layout", "recbole_duet/"): "a tree of the source files with a line on each, not code",
+    ("docs/cli.md", "## recbole-duet", "usage: recbole-duet [-h]"): CLI_HELP,
+    ("docs/cli.md", "## recbole-duet export", "usage: recbole-duet export"): CLI_HELP,
+    ("docs/cli.md", "## recbole-duet serve", "usage: recbole-duet serve"): CLI_HELP,
+    ("docs/cli.md", "## recbole-duet-hyper", "usage: recbole-duet-hyper"): CLI_HELP,
 }
 # (file, heading, a piece of the block's text) of yaml blocks that are not config files, with the reason.
 NOT_CONFIG_YAML = {}
