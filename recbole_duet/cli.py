@@ -74,7 +74,7 @@ def build_hyper_parser():
     optuna_options.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
     optuna_options.add_argument("--sampler", choices=["grid", "tpe", "random"], default=None,
                                 help="default: grid when every parameter is a choice, else tpe")
-    optuna_options.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    optuna_options.add_argument("--pruner", choices=["median", "median-of-best", "hyperband", "none"], default="median")
     return parser
 
 

@@ -110,6 +110,54 @@ def test_a_trial_below_the_median_stops_before_its_epoch_budget(tmp_path):
     assert "below the median after epoch 1" in pruned.user_attrs["reason"]
 
 
+@pytest.mark.parametrize("pruner, epochs", [("median", 5), ("median-of-best", 2)])
+def test_a_trial_whose_best_stays_behind_falling_curves_is_pruned_by_the_median_of_best(tmp_path, pruner, epochs):
+    """Curves that peak at once and fall (a generator on a fixed cloud model): after its second epoch the third
+    trial's best, 0.45, is below the others' best over two epochs (median 0.55), so median-of-best stops it; Optuna's
+    median compares it with their falling values at that epoch (median 0.45, then 0.35, ...) and never does."""
+    space = "learning_rate choice [0.01,0.02,0.03]\n"
+    curves = {0.01: [0.5, 0.4, 0.3, 0.2, 0.1], 0.02: [0.6, 0.5, 0.4, 0.3, 0.2], 0.03: [0.45, 0.44, 0.43, 0.42, 0.41]}
+    study = search(tmp_path, space, partial(fake_training, curves=curves), pruner=pruner)
+    third = {t.params["learning_rate"]: t for t in study.trials}[0.03]
+    assert third.user_attrs["epochs"] == epochs
+    assert third.state == (optuna.trial.TrialState.PRUNED if pruner == "median-of-best" else optuna.trial.TrialState.COMPLETE)
+
+
+@pytest.mark.parametrize("sign, direction", [(1, "minimize"), (-1, "maximize")])
+def test_the_median_of_best_compares_bests_up_to_the_same_epoch(sign, direction):
+    """Minimising (and the mirror image, maximising): finished trials [0.3] (stopped after one epoch: it counts
+    with its best) and [0.5, 0.4, 0.3, 0.1] (its later 0.1 not yet reached at epoch 2): the median of their best
+    up to epoch 2 is 0.3."""
+    study = optuna.create_study(direction=direction)
+    for curve in ([0.3], [0.5, 0.4, 0.3, 0.1]):
+        curve = [sign * value for value in curve]
+        study.add_trial(optuna.trial.create_trial(value=curve[-1], intermediate_values=dict(enumerate(curve))))
+    pruner = optuna_search.MedianOfBestPruner(n_startup_trials=2, n_warmup_steps=1)
+    trial = study.ask()
+    for step, value in enumerate([0.35, 0.32, 0.3]):
+        trial.report(sign * value, step)
+    assert pruner.prune(study, study.trials[-1]) is False  # a tie with the median is not behind it
+    running = study.ask()
+    for step, value in enumerate([0.35, 0.32, 0.31]):
+        running.report(sign * value, step)
+    assert pruner.prune(study, study.trials[-1]) is True
+
+
+def test_the_median_of_best_waits_for_its_startup_trials_and_warm_up():
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={0: 0.9, 1: 0.9}))
+    pruner = optuna_search.MedianOfBestPruner(n_startup_trials=2, n_warmup_steps=1)
+    trial = study.ask()
+    trial.report(0.1, 0)
+    trial.report(0.1, 1)
+    assert pruner.prune(study, study.trials[trial.number]) is False  # one finished trial: too few to judge
+    study.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={0: 0.9, 1: 0.9}))
+    assert pruner.prune(study, study.trials[trial.number]) is True
+    early = study.ask()
+    early.report(0.1, 0)
+    assert pruner.prune(study, study.trials[-1]) is False  # its first epoch is warm-up
+
+
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_path):
     curves = {0.01: [0.2], 0.02: [0.3]}
     study = search(tmp_path, GRID, partial(fake_training, curves=curves, failing=(0.01,)))

@@ -21,6 +21,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import statistics
 import warnings
 from functools import partial
 
@@ -31,7 +32,7 @@ from recbole_duet.errors import ConfigFileError
 
 SPACE_KINDS = ("choice", "uniform", "loguniform", "quniform")
 SAMPLERS = ("grid", "tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "median-of-best", "hyperband", "none")
 STORAGE_TIMEOUT_S = 60  # SQLite: how long a writer waits for another's lock
 # A training trial's worker records a heartbeat this often; a running trial silent for two intervals is taken for
 # one whose worker died (killed, or its machine gone), failed and queued again, so a resumed search still runs
@@ -102,11 +103,45 @@ def make_sampler(name, space, seed=0):
     return optuna.samplers.TPESampler(seed=seed)
 
 
+class MedianOfBestPruner(optuna.pruners.BasePruner):
+    """Stop a trial whose best validation so far is below the median of the finished trials' best over the same
+    epochs, once ``n_startup_trials`` have finished and from epoch ``n_warmup_steps + 1`` on.
+
+    A trial's result is its best epoch (the model early stopping keeps), so trials are compared by what each would
+    keep at the same budget. Optuna's median pruner sets a trial's best so far against the others' value *at* that
+    epoch: where validation peaks early and then falls (a generator on a fixed cloud model), the others' later
+    values drop below any trial's early peak and nothing is ever pruned. A finished trial that stopped before
+    the epoch counts with its best over all its epochs.
+    """
+
+    def __init__(self, n_startup_trials, n_warmup_steps):
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study, trial):
+        step = trial.last_step
+        if step is None or step < self.n_warmup_steps:
+            return False
+        finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if len(finished) < self.n_startup_trials:
+            return False
+        best = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        others = [best(v for s, v in t.intermediate_values.items() if s <= step) for t in finished if t.intermediate_values]
+        if not others:
+            return False
+        median = statistics.median(others)
+        mine = best(trial.intermediate_values.values())
+        return mine < median if best is max else mine > median
+
+
 def make_pruner(name, max_epochs):
-    """``median``: stop a trial whose validation after an epoch is below the median of earlier trials' at that
-    epoch, once two trials have finished and from its second epoch on (a first epoch says little)."""
+    """``median``: Optuna's, stopping a trial whose best validation so far is below the median of earlier trials'
+    value at that epoch; ``median-of-best``: :class:`MedianOfBestPruner`, against their best up to that epoch. Both
+    once two trials have finished and from a trial's second epoch on (a first epoch says little)."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "median-of-best":
+        return MedianOfBestPruner(n_startup_trials=2, n_warmup_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs)
     return optuna.pruners.NopPruner()
