@@ -1,8 +1,8 @@
-"""Adaptation cost of a trained DUET model: what a device waits for, and what it downloads.
+"""Adaptation cost of a trained model: what a device waits for, and what it downloads.
 
-* generation: one device alone (p50 / p99 latency), and devices per second in large batches;
-* fine-tuning: the same model's ``duet_inference: finetune`` baseline, per device, in batches;
-* payload: bytes of one device's dynamic-layer weights (materialised), in fp32 and fp16.
+* generation (DUET): one device alone (p50 / p99 latency), and devices per second in large batches; the payload:
+  bytes of one device's dynamic-layer weights (materialised), in fp32 and fp16;
+* fine-tuning (the baseline, ``model: Finetune``): per device, in batches.
 
 All timings run under ``torch.inference_mode`` except fine-tuning, which needs gradients.
 """
@@ -29,10 +29,15 @@ def _rows(inputs, start, stop):
     return tuple(tensor[start:stop] for tensor in inputs)
 
 
-def measure_adaptation(model, devices):
-    """Measure the adaptation costs of ``model`` on ``devices`` (an Interaction with one row per device)."""
+def _device_inputs(model, devices):
+    """``model`` in evaluation mode, and what each of ``devices`` (an Interaction, a row per device) uploads."""
     model.eval()
-    inputs = model.device_inputs(devices.to(next(model.parameters()).device))
+    return model.device_inputs(devices.to(next(model.parameters()).device))
+
+
+def measure_generation(model, devices):
+    """What generating its layers costs a device with ``model`` (a DUET), and what it downloads."""
+    inputs = _device_inputs(model, devices)
     n_devices = len(inputs[0])
     with torch.inference_mode():
         model.personalised_parameters(*_rows(inputs, 0, 1))  # warm-up
@@ -45,17 +50,22 @@ def measure_adaptation(model, devices):
             for s in range(0, n_devices, GENERATION_BATCH)
         )
         payload = model.personalised_parameters(*_rows(inputs, 0, 1))
-    finetune_devices = min(n_devices, 4 * FINETUNE_BATCH)
-    finetune = sum(
-        _timed(lambda s=s: model.finetuned_parameters(*_rows(inputs, s, s + FINETUNE_BATCH)))
-        for s in range(0, finetune_devices, FINETUNE_BATCH)
-    )
     payload_values = sum(tensor.numel() for layer in payload for tensor in layer)
     return {
         "generation_ms_p50": 1000 * float(np.percentile(single, 50)),
         "generation_ms_p99": 1000 * float(np.percentile(single, 99)),
         "devices_per_s": n_devices / batched,
-        "finetune_ms_per_device": 1000 * finetune / finetune_devices,
         "payload_bytes": 4 * payload_values,
         "payload_bytes_fp16": 2 * payload_values,
     }
+
+
+def measure_finetuning(model, devices):
+    """What tuning its dynamic layers costs a device with ``model`` (a Finetune), batched."""
+    inputs = _device_inputs(model, devices)
+    finetune_devices = min(len(inputs[0]), 4 * FINETUNE_BATCH)
+    finetune = sum(
+        _timed(lambda s=s: model.finetuned_parameters(*_rows(inputs, s, s + FINETUNE_BATCH)))
+        for s in range(0, finetune_devices, FINETUNE_BATCH)
+    )
+    return {"finetune_ms_per_device": 1000 * finetune / finetune_devices}

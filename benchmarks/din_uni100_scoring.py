@@ -1,16 +1,18 @@
-"""Scoring time of one DUET(DIN) model under RecBole's sampled protocol, per ``duet_inference`` mode.
+"""Scoring time of one DUET(DIN) model under RecBole's sampled protocol, per ``duet_inference`` mode, and of the
+fine-tuning baseline (``model: Finetune``) on it.
 
 Under ``uni100`` RecBole's evaluator calls ``predict`` on 101 rows per test user (the target and 100 sampled
-items). ``DUETDIN.predict`` personalises each distinct device once and shares its MLP across those rows, so
-fine-tuning (``finetune``) should cost a small multiple of generating (``generated``), not 101 fine-tunings
-per user. The target is finetune within 3x of generated.
+items). ``predict`` personalises each distinct device once and shares its MLP across those rows, so fine-tuning
+(``finetune``) should cost a small multiple of generating (``generated``), not 101 fine-tunings per user. The
+target is finetune within 3x of generated.
 
     OMP_NUM_THREADS=1 python -m benchmarks.din_uni100_scoring --dataset ml-100k --epochs 1 \\
         --out benchmarks/results/cost-ml-100k/din-uni100-scoring
 
 DUET(DIN) is trained ``--epochs`` epochs with the quick suite's settings and ``benchmarks/configs/din-uni100.yaml``
-(as ``benchmarks/run.py`` trains it); the same model then scores the whole test set through RecBole's own
-``Trainer.evaluate`` once per mode, side by side in one process. Speed does not depend on how well the
+(as ``benchmarks/run.py`` trains it); the same model (for ``finetune``: the fine-tuning baseline on its checkpoint)
+then scores the whole test set through RecBole's own ``Trainer.evaluate`` once per mode, side by side in one
+process. Speed does not depend on how well the
 model is trained; the metrics are printed only to show that each mode scores something sensible.
 """
 
@@ -26,11 +28,13 @@ import yaml
 
 from benchmarks.run import FIRST_SEED, PROTOCOL, SUITES
 from recbole_duet.config import Config
-from recbole_duet.quick_start import run_experiment
+from recbole_duet.quick_start import build_model, run_experiment
+from recbole_duet.training.trainer import get_trainer
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
-MODES = ("generated", "global", "finetune")
+INFERENCE_MODES = ("generated", "global")  # DUET's own; "finetune" is the fine-tuning baseline on its checkpoint
+MODES = (*INFERENCE_MODES, "finetune")
 TARGET_RATIO = 3.0
 
 
@@ -54,15 +58,21 @@ def main():
         "seed": FIRST_SEED,
     }
     config = Config(model="DUET", dataset=args.dataset, config_dict=config_dict)
-    run = run_experiment(config, saved=False)
+    run = run_experiment(config)  # saved: the fine-tuning baseline starts from its checkpoint
     trainer, test_data = run["trainer"], run["data"][2]
     users = len(test_data.uid_list)
+    finetune_config = Config(
+        model="Finetune", dataset=args.dataset, config_dict={**config_dict, "cloud_checkpoint": trainer.saved_model_file}
+    )
+    finetune = build_model(finetune_config, run["data"][0]._dataset)
+    scorers = {"finetune": get_trainer(finetune_config["MODEL_TYPE"], "Finetune")(finetune_config, finetune)}
 
     timings = {}
     for mode in MODES:
-        trainer.model.inference = mode
+        if mode in INFERENCE_MODES:
+            trainer.model.inference = mode
         start = time.perf_counter()
-        metrics = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+        metrics = scorers.get(mode, trainer).evaluate(test_data, load_best_model=False, show_progress=False)
         seconds = time.perf_counter() - start
         timings[mode] = {"seconds": seconds, "ms_per_user": 1000 * seconds / users, "test": {k: float(v) for k, v in metrics.items()}}
     for timing in timings.values():

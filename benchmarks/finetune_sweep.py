@@ -4,9 +4,9 @@
         --steps 10 --out benchmarks/results/finetune-sweep-ml-100k/sasrec-2020
 
 The checkpoint's own config (dataset, split, seed, backbone) rebuilds the data and the model; each
-(``finetune_lr``, ``finetune_steps``) pair is evaluated on the validation and test sets with
-``duet_inference: finetune``, next to the checkpoint's ``global`` and ``generated`` scores. Choose the
-setting on validation, not test.
+(``finetune_lr``, ``finetune_steps``) pair is evaluated on the validation and test sets with the fine-tuning
+baseline (``model: Finetune`` on the checkpoint, its ``cloud_checkpoint``), next to the checkpoint's ``global`` and
+``generated`` scores. Choose the setting on validation, not test.
 """
 
 import argparse
@@ -15,7 +15,7 @@ import os
 import sys
 
 from recbole_duet.config import Config
-from recbole_duet.quick_start import prepare_experiment
+from recbole_duet.quick_start import build_model, prepare_experiment
 from recbole_duet.training.checkpoint import load_checkpoint
 from recbole_duet.training.trainer import get_trainer
 
@@ -37,19 +37,26 @@ def main():
     config_dict["data_path"] = os.path.dirname(saved["data_path"].rstrip("/"))
     config_dict["state"] = "WARNING"
     config = Config(model="DUET", dataset=saved["dataset"], config_dict=config_dict)
-    _, (_, valid_data, test_data), model = prepare_experiment(config)
+    _, (train_data, valid_data, test_data), model = prepare_experiment(config)
     model.load_state_dict(checkpoint["state_dict"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    finetune_config = Config(
+        model="Finetune", dataset=saved["dataset"], config_dict={**config_dict, "cloud_checkpoint": args.checkpoint}
+    )
+    finetune = build_model(finetune_config, train_data._dataset)
+    scorers = {"finetune": get_trainer(finetune_config["MODEL_TYPE"], "Finetune")(finetune_config, finetune)}
 
     rows = []
     settings = [("generated", None, None), ("global", None, None)]
     settings += [("finetune", lr, steps) for steps in args.steps for lr in args.lrs]
     for inference, lr, steps in settings:
-        model.inference = inference
-        if lr is not None:
-            model.finetune_lr, model.finetune_steps = lr, steps
-        valid = trainer.evaluate(valid_data, load_best_model=False)
-        test = trainer.evaluate(test_data, load_best_model=False)
+        if lr is None:
+            model.inference = inference
+        else:
+            finetune.finetune_lr, finetune.finetune_steps = lr, steps
+        scorer = scorers.get(inference, trainer)
+        valid = scorer.evaluate(valid_data, load_best_model=False)
+        test = scorer.evaluate(test_data, load_best_model=False)
         rows.append({"inference": inference, "finetune_lr": lr, "finetune_steps": steps,
                      "valid": {k: float(v) for k, v in valid.items()}, "test": {k: float(v) for k, v in test.items()}})
         print(f"| {inference} | {lr} | {steps} | {float(valid['ndcg@10']):.4f} | {float(test['ndcg@10']):.4f} |", flush=True)

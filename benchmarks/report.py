@@ -157,6 +157,12 @@ def _timing_cell(rows, read, pattern):
     return _cell(rows, read, pattern) if n_machines == 1 else f"– ({n_machines} machines)"
 
 
+def payload_kib(record):
+    """What a device downloads with DUET (its generated layers), in KiB; None for a model that sends none."""
+    payload = (record.get("adaptation") or {}).get("payload_bytes")
+    return None if payload is None else payload / 1024
+
+
 def summary_table(records, models):
     """One row per model: test metrics, valid NDCG@10, epochs, seconds per epoch, adaptation costs."""
     metrics = [m for m in REPORTED_METRICS if all(m in r["test"] for r in records)]
@@ -170,7 +176,7 @@ def summary_table(records, models):
         cells.append(_timing_cell(rows, lambda r: r["epoch_seconds"], "%.1f ± %.1f"))
         cells.append(_timing_cell(rows, lambda r: r.get("wall_seconds"), "%.0f ± %.0f"))
         cells.append(_timing_cell(rows, lambda r: adaptation_ms(r), "%.3g ± %.2g"))
-        cells.append(_cell(rows, lambda r: r["adaptation"]["payload_bytes"] / 1024 if "adaptation" in r else None, "%.1f ± %.1f"))
+        cells.append(_cell(rows, payload_kib, "%.1f ± %.1f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -195,6 +201,16 @@ def adaptation_ms(record):
     return adaptation["finetune_ms_per_device"] if record["model"].startswith("Finetune-") else adaptation["generation_ms_p50"]
 
 
+def finetune_ms_beside(duet, records):
+    """A device's fine-tuning time beside ``duet``'s generation: the ``Finetune-<backbone>`` record of its seed (records
+    written while fine-tuning was DUET's ``duet_inference: finetune`` also kept it on DUET's own), or None."""
+    backbone = duet["model"][len("DUET-") :]
+    for record in records:
+        if (record["model"], record["seed"]) == (f"Finetune-{backbone}", duet["seed"]) and record.get("adaptation"):
+            return record["adaptation"]["finetune_ms_per_device"]
+    return (duet.get("adaptation") or {}).get("finetune_ms_per_device")
+
+
 def ratio_lines(records):
     """Ratios measured side by side (same seed, same run): DUET vs its backbone, fine-tune vs DUET. The epoch-time
     ratio needs both trainings on one machine."""
@@ -204,11 +220,12 @@ def ratio_lines(records):
         for base in (r for r in records if r["model"] == backbone and r["seed"] == duet["seed"]):
             same_machine = machine(duet) == machine(base)
             epoch_time = f"{duet['epoch_seconds'] / base['epoch_seconds']:.2f}" if same_machine else "– (two machines)"
+            finetune_ms = finetune_ms_beside(duet, records)
+            tuning = "–" if finetune_ms is None else f"{finetune_ms / duet['adaptation']['generation_ms_p50']:.2g}"
             lines.append(
                 f"- seed {duet['seed']}, {backbone}: NDCG@10 DUET/backbone = "
                 f"{duet['test']['ndcg@10'] / max(base['test']['ndcg@10'], 1e-12):.3f}, "
-                f"epoch time DUET/backbone = {epoch_time}, fine-tune/generation time = "
-                f"{duet['adaptation']['finetune_ms_per_device'] / duet['adaptation']['generation_ms_p50']:.2g}"
+                f"epoch time DUET/backbone = {epoch_time}, fine-tune/generation time = {tuning}"
             )
     return lines
 

@@ -13,11 +13,11 @@ family sharing one training per seed and learning rate:
   first training's epochs, validation and test under ``cloud_stage``;
 * ``Layers-<backbone>``: the cloud model without a generator, i.e. the backbone with the same extra (dynamic)
   layers trained as ordinary global layers (DUET with ``duet_inference: global``); ``Finetune-<backbone>`` and
-  ``FinetuneAll-<backbone>``: that model after each device fine-tunes its dynamic layers, or every parameter,
-  on its own window (``duet_inference: finetune``, ``finetune_scope: dynamic`` / ``all``). Fine-tuning starts
-  from the Layers model, the cloud model trained without a generator, not from DUET's global layers, so that
-  it never depends on DUET's settings (at ``umn_weight: 0`` those layers are only the base of the generated
-  update, no cloud model to tune).
+  ``FinetuneAll-<backbone>``: the fine-tuning baseline (``model: Finetune``, ``finetune_scope: dynamic`` /
+  ``all``) on that model's best checkpoint (``cloud_checkpoint``), each device tuning its dynamic layers, or every
+  parameter, on its own window. Fine-tuning starts from the Layers model, the cloud model trained without a
+  generator, not from DUET's global layers, so that it never depends on DUET's settings (at ``umn_weight: 0``
+  those layers are only the base of the generated update, no cloud model to tune).
 
 Every model gets the same data, split (``--protocol``: leave-one-out, or the global time split), evaluation,
 budget and early stopping (on valid NDCG@10); DUET's best checkpoint is chosen with its generated layers.
@@ -56,7 +56,7 @@ import time
 import torch
 import yaml
 
-from benchmarks.adaptation import measure_adaptation
+from benchmarks.adaptation import measure_finetuning, measure_generation
 from benchmarks.per_user import evaluate_per_user, save_per_user
 from benchmarks.report import (
     epoch_cap_line,
@@ -71,8 +71,9 @@ from benchmarks.report import (
     write_plots,
 )
 from recbole_duet.config import Config
-from recbole_duet.quick_start import run_experiment
+from recbole_duet.quick_start import build_model, run_experiment
 from recbole_duet.training.cloud_first import cloud_state_file
+from recbole_duet.training.trainer import get_trainer
 from recbole_duet.training.run_log import plain_metrics
 
 # How the data is split (--protocol). leave-one-out: each user's last item is the test case, the one before it the
@@ -102,19 +103,35 @@ SUITES = {
 }
 SUITE_LR_GRIDS = {"standard": [0.001, 0.003]}
 FIRST_SEED = 2020
-# Members of a family share one training (DUET, or the cloud model without a generator); each member is scored
-# with its own inference settings.
+# Members of a family share one training (DUET, or the cloud model without a generator). A member is either the
+# trained model scored with its own inference settings ("inference"), or another model on the training's best
+# checkpoint, its cloud_checkpoint ("model", with "config" on top of the training's): the fine-tuning baseline.
 FAMILIES = {
     "DUET": {"DUET": {"inference": "generated"}, "Base": {"inference": "global"}},
     "Layers": {
         "Layers": {"inference": "global"},
-        "Finetune": {"inference": "finetune", "finetune_scope": "dynamic"},
-        "FinetuneAll": {"inference": "finetune", "finetune_scope": "all"},
+        "Finetune": {"model": "Finetune", "config": {"finetune_scope": "dynamic"}},
+        "FinetuneAll": {"model": "Finetune", "config": {"finetune_scope": "all"}},
     },
 }
+# What a device's adaptation costs, measured for the members that adapt in batches (FinetuneAll tunes a whole model
+# per device: its test pass per user is its cost).
+ADAPTATION = {"DUET": measure_generation, "Finetune": measure_finetuning}
 FAMILY_TRAINING = {"DUET": {}, "Layers": {"duet_inference": "global"}}  # config of each family's training
 FAMILY_OF = {member: family for family, members in FAMILIES.items() for member in members}
 FAMILY_NAMES = {family.lower(): family for family in FAMILIES}  # a job's kind -> its family
+
+
+def member_model_config(member, training_config, checkpoint):
+    """``(model, config_dict)`` of a family member that is a model of its own (``FAMILIES``' "model"), on the family's
+    best checkpoint ``checkpoint``; None for a member that is the trained model itself. Keys the training was started
+    with are not the member's: it starts from the checkpoint."""
+    spec = FAMILIES[FAMILY_OF[member]][member]
+    if "model" not in spec:
+        return None
+    starts = ("backbone_checkpoint", "freeze_backbone", "cloud_checkpoint", *FAMILY_TRAINING[FAMILY_OF[member]])
+    config_dict = {key: value for key, value in training_config.items() if key not in starts}
+    return spec["model"], {**config_dict, **spec["config"], "cloud_checkpoint": checkpoint}
 
 
 def split_name(name):
@@ -167,6 +184,23 @@ class Harness:
         if not os.path.isfile(path):
             raise RuntimeError(f"{flag} {folder}: {path} is missing (only runs since models were kept have one)")
         return path
+
+    def member_trainer(self, job, seed, learning_rate, member, config_dict, run):
+        """A trainer holding the model ``member`` scores with: the family's trained model with the member's inference
+        settings, or the member's own model on the training's best checkpoint (:func:`member_model_config`)."""
+        trainer = run["trainer"]
+        checkpoint = self.model_file(self.args.out, training_name(job), seed, config_dict.get("learning_rate"))
+        own = member_model_config(member, config_dict, checkpoint)
+        if own is None:  # the trained model, scored as the member is
+            trainer.model.inference = FAMILIES[FAMILY_OF[member]][member]["inference"]
+            return trainer
+        model, member_config = own
+        where = {"checkpoint_dir": self.checkpoint_dir(job, seed, learning_rate)}  # it saves nothing there
+        config = Config(model=model, dataset=self.args.dataset, config_dict={**member_config, **where})
+        train_data = run["data"][0]
+        own_trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, build_model(config, train_data._dataset))
+        own_trainer.eval_collector.data_collect(train_data)  # what fit does first, for metrics counting training items
+        return own_trainer
 
     def train(self, job, model, overrides, seed, learning_rate):
         config_dict = {**self.args.protocol, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
@@ -236,22 +270,18 @@ class Harness:
             overrides["cloud_checkpoint"] = self.trained_model(self.args.cloud_from, "--cloud-from", cloud, seed)
         config_dict, run = self.train(job, "DUET", overrides, seed, learning_rate)
         self.keep_model(run, training_name(job), seed, config_dict.get("learning_rate"))
-        trainer = run["trainer"]
-        adapting = any(split_name(member)[0] in ("DUET", "Finetune") for member in members)
-        adaptation = measure_adaptation(trainer.model, run["data"][2]._dataset.inter_feat) if adapting else None
         records = []
         for member in members:
             member_family = split_name(member)[0]
-            for attribute, value in FAMILIES[family][member_family].items():
-                setattr(trainer.model, attribute, value)
+            trainer = self.member_trainer(job, seed, learning_rate, member_family, config_dict, run)
             if member_family == family:  # the trained model as trained: its early-stopping validation
                 valid = plain_metrics(run["result"]["best_valid_result"])
             else:
                 valid = plain_metrics(trainer.evaluate(run["data"][1], load_best_model=False))
-            entry = self.record(member, backbone, seed, config_dict, run, valid)
+            entry = self.record(member, backbone, seed, config_dict, {**run, "trainer": trainer}, valid)
             entry["training"] = training_name(job)
-            if member_family in ("DUET", "Finetune"):
-                entry["adaptation"] = adaptation
+            if member_family in ADAPTATION:
+                entry["adaptation"] = ADAPTATION[member_family](trainer.model, run["data"][2]._dataset.inter_feat)
             records.append(entry)
         return records
 

@@ -2,14 +2,14 @@
 
 What it adds to ``recbole.config.Config``:
 
-* ``model: DUET`` resolves to the DUET class for the chosen backbone (:func:`recbole_duet.model.duet_class`);
-  any other name is looked up in RecBole.
-* DUET's defaults come from ``properties/model/DUET.yaml`` (and, where the plugin ships one for the chosen
-  backbone, ``DUET-<backbone>.yaml`` over it: the keys that backbone's validation chose otherwise) layered over
-  the chosen backbone's own RecBole
+* ``model: DUET`` and ``model: Finetune`` (the on-device fine-tuning baseline) resolve to the plugin's class for
+  the chosen backbone (:func:`recbole_duet.model.plugin_class`); any other name is looked up in RecBole.
+* A plugin model's defaults come from ``properties/model/<model>.yaml`` (and, where the plugin ships one for the
+  chosen backbone, ``<model>-<backbone>.yaml`` over it, e.g. ``DUET-SASRec.yaml``: the keys that backbone's
+  validation chose otherwise) layered over the chosen backbone's own RecBole
   yaml, so ``--backbone=GRU4Rec`` gets GRU4Rec's hyper-parameters unless the user overrides them;
   ``backbone: DIN`` also gets the evaluation protocol RecBole gives DIN (uni100, AUC and LogLoss).
-* DUET keys are checked before any data is read (:func:`validate_duet_settings`).
+* A plugin model's keys are checked before any data is read (:func:`validate_duet_settings`).
 * The plugin's ``properties/dataset/<name>.yaml`` (e.g. ml-1m) is applied when it exists.
 * ``model`` and ``dataset`` default to DUET and ml-100k; ml-100k is read from ``data_path`` when the user
   keeps a copy there, else from the copy inside the recbole wheel.
@@ -36,7 +36,7 @@ from recbole.utils import ModelType
 from recbole_duet.compat import install_compatibility
 from recbole_duet.config_checks import check_training_keys, known_keys, warn_about_near_misses
 from recbole_duet.errors import ConfigError, ConfigFileError
-from recbole_duet.model import DUETBase, duet_class
+from recbole_duet.model import CloudBase, model_name, plugin_class
 from recbole_duet.model.backbones import recbole_properties_dir
 from recbole_duet.model.settings import validate_duet_settings
 from recbole_duet.registry import get_model
@@ -44,7 +44,7 @@ from recbole_duet.training.distributed import init_process_group, is_rank_zero
 
 DEFAULT_MODEL = "DUET"
 DEFAULT_DATASET = "ml-100k"
-# RecBole loads these quick-start files for a model named DIN; DUET(DIN) gets the same protocol.
+# RecBole loads these quick-start files for a model named DIN; DUET(DIN) and Finetune(DIN) get the same protocol.
 DIN_QUICK_START = ("sequential_DIN.yaml", "sequential_DIN_on_{dataset}.yaml")
 # Keys the plugin adds for every model (RecBole's or DUET), below every yaml and command-line value.
 PLUGIN_DEFAULTS = {"detect_anomaly": False}
@@ -85,12 +85,14 @@ class Config(RecBoleConfig):
             model = self.external_config_dict.get("model", DEFAULT_MODEL)
         if dataset is None:
             dataset = self.external_config_dict.get("dataset", DEFAULT_DATASET)
-        if model == DEFAULT_MODEL or (isinstance(model, type) and issubclass(model, DUETBase)):
-            self.duet_defaults = self._read_properties("DUET.yaml")
+        plugin_model = model_name(model)
+        if plugin_model is not None:
+            self.duet_defaults = self._read_properties(f"{plugin_model}.yaml")
             backbone = self.external_config_dict.get("backbone", self.duet_defaults["backbone"])
-            if os.path.isfile(self._properties_path(f"DUET-{backbone}.yaml")):  # under the user's keys, as DUET.yaml
-                self.duet_defaults.update(self._read_properties(f"DUET-{backbone}.yaml"))
-            return DEFAULT_MODEL, duet_class(backbone), dataset
+            backbone_yaml = f"{plugin_model}-{backbone}.yaml"
+            if os.path.isfile(self._properties_path(backbone_yaml)):  # under the user's keys, as <model>.yaml
+                self.duet_defaults.update(self._read_properties(backbone_yaml))
+            return plugin_model, plugin_class(plugin_model, backbone), dataset
         return super()._get_model_and_dataset(get_model(model) if isinstance(model, str) else model, dataset)
 
     @staticmethod
@@ -108,16 +110,16 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         self.internal_config_dict.update(PLUGIN_DEFAULTS)
-        if issubclass(model_class, DUETBase):
-            self._load_duet_defaults(dataset)
+        if issubclass(model_class, CloudBase):
+            self._load_duet_defaults(model, dataset)
         dataset_config = self._load_yaml_if_present(properties_dir(), "dataset", f"{dataset}.yaml")
         if dataset_config:
             self.parameters["Dataset"] += [key for key in dataset_config if key not in self.parameters["Dataset"]]
 
-    def _load_duet_defaults(self, dataset):
-        """Backbone yaml (and DIN's quick-start protocol) first, DUET.yaml over it, after checking the keys."""
+    def _load_duet_defaults(self, model, dataset):
+        """Backbone yaml (and DIN's quick-start protocol) first, ``<model>.yaml`` over it, after checking the keys."""
         settings = {**self.duet_defaults, **self.external_config_dict}
-        validate_duet_settings(settings)
+        validate_duet_settings(settings, model)
         backbone = settings["backbone"]
         self._load_yaml_if_present(recbole_properties_dir(), "model", f"{backbone}.yaml")
         if backbone == "DIN":

@@ -22,7 +22,7 @@ from recbole_duet.training.cloud_first import (
     trains_cloud_first,
 )
 from recbole_duet.training.run_log import init_run_logger, plain_metrics
-from recbole_duet.training.starting_model import StartingModel, starts_from_trained_model
+from recbole_duet.training.starting_model import StartingModel, has_nothing_to_train, starts_from_trained_model
 from recbole_duet.training.state import (
     keeps_training_state,
     resume_training_state,
@@ -150,11 +150,17 @@ def prepare_experiment(config):
     ensure_dataset_files(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    return dataset, (train_data, valid_data, test_data), build_model(config, train_data._dataset)
+
+
+def build_model(config, dataset):
+    """``config``'s model on ``dataset`` (the training set's) and ``config['device']``: freshly initialised, seeded as
+    RecBole seeds it, or, when its class declares that ``config`` starts from a trained model, that model, loaded."""
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset)
+    model = config.model_class(config, dataset)
     if starts_from_trained_model(config):
         model.load_starting_model(config)
-    return dataset, (train_data, valid_data, test_data), model.to(config["device"])
+    return model.to(config["device"])
 
 
 def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
@@ -163,6 +169,8 @@ def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
     With ``training_order: cloud_first`` (:mod:`recbole_duet.training.cloud_first`) DUET's experiment is two
     trainings, the cloud model's and then the generator's on it, logged to one file; what is returned is the
     generator stage's, with the cloud stage's own under ``cloud_stage``.
+    A model whose class declares it has nothing to train (the fine-tuning baseline, ``model: Finetune``) is
+    validated and tested as loaded: no epoch, and its result is the starting model.
 
     Args:
         state_file (str, optional): a training-state file (:mod:`recbole_duet.training.state`) written after
@@ -179,8 +187,8 @@ def run_experiment(config, saved=True, state_file=None, epoch_callback=None):
         sessions' included), ``resumed_seconds`` (the part of it spent before this call), ``epochs``
         (epochs trained), ``valid_curve`` (``valid_metric`` after each epoch; None where an epoch was not
         validated, or was validated before a resume from a state file that did not keep the scores),
-        ``start_valid_score`` (a DUET started from a trained model: that model's, validated before the first epoch;
-        else None) and ``kept_start`` (whether it validated above every epoch and is the result,
+        ``start_valid_score`` (a model started from a trained model: that model's, validated before the first
+        epoch; else None) and ``kept_start`` (whether it validated above every epoch and is the result,
         :mod:`recbole_duet.training.starting_model`); after a cloud stage, ``cloud_stage``: the same keys for it, less
         ``trainer`` and ``data``.
     """
@@ -234,11 +242,12 @@ def _train_and_test(config, saved, state_file, epoch_callback=None):
     if state_file is not None and not keeps_training_state(trainer):
         logger.warning(f"{type(trainer).__name__} has its own training loop: no per-epoch training state is kept")
         state_file = None
+    as_loaded = has_nothing_to_train(config)
     starting_model = None
-    if checks_starting_model(config, valid_data, trainer):
+    if as_loaded or checks_starting_model(config, valid_data, trainer):
         starting_model = StartingModel(trainer, train_data, valid_data, config["show_progress"])
     resumed_seconds, valid_scores = 0.0, {}
-    if state_file is not None and os.path.isfile(state_file):
+    if state_file is not None and os.path.isfile(state_file) and not as_loaded:
         resumed_seconds, valid_scores = resume_training_state(trainer, train_data, state_file)
         logger.info(f"Resuming from training state '{state_file}' after epoch {trainer.start_epoch - 1}")
     fit_start = time.perf_counter()
@@ -252,7 +261,9 @@ def _train_and_test(config, saved, state_file, epoch_callback=None):
         if epoch_callback is not None:
             epoch_callback(epoch, float(valid_score))
 
-    if state_file is not None and training_finished(trainer):
+    if as_loaded:  # validated as the starting model, which is kept below: no epoch competes with it
+        best_valid_score, best_valid_result = starting_model.valid_score, starting_model.valid_result
+    elif state_file is not None and training_finished(trainer):
         trainer.eval_collector.data_collect(train_data)  # what fit does first, for metrics that count training items
         best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
     else:
@@ -264,7 +275,9 @@ def _train_and_test(config, saved, state_file, epoch_callback=None):
             callback_fn=after_validation,
         )
     kept_start = starting_model is not None and starting_model.keep_if_better(trainer, saved)
-    if kept_start:
+    if kept_start and as_loaded:
+        logger.info(set_color("nothing to train", "green") + ": the model as loaded is validated and tested")
+    elif kept_start:
         best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
         logger.info(
             set_color("starting model kept", "green")

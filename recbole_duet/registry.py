@@ -75,7 +75,7 @@ def get_model(name):
         raise ConfigError(
             "model",
             name,
-            "DUET or a RecBole model name such as SASRec, BPR or DeepFM (https://recbole.io/model_list.html)",
+            "DUET, Finetune or a RecBole model name such as SASRec, BPR or DeepFM (https://recbole.io/model_list.html)",
         )
     missing = [lib for lib in OPTIONAL_LIBRARIES.get(name.lower(), ()) if importlib.util.find_spec(lib) is None]
     if missing:

@@ -3,6 +3,7 @@
 import os
 import random
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -139,6 +140,26 @@ def build_pipeline(config_dict, model="DUET", dataset="tiny"):
     config = Config(model=model, dataset=dataset, config_dict=config_dict)
     _, loaders, model = prepare_experiment(config)
     return config, loaders, model
+
+
+def layers_checkpoint(config_dict, dataset="tiny"):
+    """The cloud model the fine-tuning baseline tunes: a DUET scored with its global layers (the benchmarks' Layers
+    model) as ``config_dict`` builds it, saved, generator weights and all; returns the checkpoint's path."""
+    from recbole_duet.training.trainer import get_trainer
+
+    config, _, model = build_pipeline({**config_dict, "duet_inference": "global"}, dataset=dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    handle, path = tempfile.mkstemp(prefix="layers-", suffix=".pth", dir=config["checkpoint_dir"])
+    os.close(handle)
+    trainer._save_checkpoint(0, verbose=False, saved_model_file=path)
+    return path
+
+
+def finetune_pipeline(config_dict, dataset="tiny"):
+    """Config, data loaders and a fine-tuning model (``model: Finetune``) on the cloud model ``config_dict`` builds:
+    the backbone and dynamic layers a DUET of the same settings and seed starts with."""
+    checkpoint = layers_checkpoint(config_dict, dataset)
+    return build_pipeline({**config_dict, "cloud_checkpoint": checkpoint}, model="Finetune", dataset=dataset)
 
 
 def assert_consistent_metrics(metrics, one_target_per_user=False):

@@ -11,7 +11,10 @@ import yaml
 from conftest import REPO, TINY_MODEL_CONFIG, repo_on_path, write_atomic_dataset, write_interleaved_dataset
 
 MODELS = ["SASRec", "DUET-SASRec", "Base-SASRec", "Finetune-SASRec"]
-ADAPTATION_KEYS = {"generation_ms_p50", "generation_ms_p99", "devices_per_s", "finetune_ms_per_device", "payload_bytes"}
+ADAPTATION_KEYS = {  # what a device's adaptation costs: DUET's generation, the fine-tuning baseline's tuning
+    "DUET-SASRec": {"generation_ms_p50", "generation_ms_p99", "devices_per_s", "payload_bytes", "payload_bytes_fp16"},
+    "Finetune-SASRec": {"finetune_ms_per_device"},
+}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -56,18 +59,18 @@ def test_harness_writes_results_json_markdown_and_plots(harness):
         assert record["epochs"] == 1 and record["epoch_seconds"] > 0
         assert record["machine"].endswith(" threads") and "cores, torch " in record["machine"]  # where it ran
         assert record["config"]["MAX_ITEM_LIST_LENGTH"] == 8 and record["config"]["seed"] == record["seed"]
-        if record["model"] in ("DUET-SASRec", "Finetune-SASRec"):
-            assert ADAPTATION_KEYS <= set(record["adaptation"])
-            # two dynamic 16 x 16 layers with biases, fp32
+        if record["model"] in ADAPTATION_KEYS:
+            assert set(record["adaptation"]) == ADAPTATION_KEYS[record["model"]]
+            assert all(value > 0 for value in record["adaptation"].values())
+        if record["model"] == "DUET-SASRec":  # two dynamic 16 x 16 layers with biases, fp32
             assert record["adaptation"]["payload_bytes"] == 2 * (16 * 16 + 16) * 4
-            assert record["adaptation"]["finetune_ms_per_device"] > 0 and record["adaptation"]["devices_per_s"] > 0
-        else:
+        elif record["model"] not in ADAPTATION_KEYS:
             assert "adaptation" not in record
     markdown = (out / "results.md").read_text()
     for model in MODELS:
         assert f"| {model} | 2 | " in markdown
     assert f"Machines: 8 runs on {records[0]['machine']}." in markdown
-    assert "NDCG@10 DUET/backbone" in markdown
+    assert "NDCG@10 DUET/backbone" in markdown and "fine-tune/generation time = –" not in markdown
     # 1 epoch each; per seed SASRec, Layers and DUET, whose training_order cloud_first is two trainings
     assert "hit the epoch cap instead of stopping early: 8 of 8." in markdown
     for record in records:
@@ -223,6 +226,38 @@ def test_the_report_names_every_machine_and_never_mixes_their_seconds():
     ]
     records[0]["machine"] = gpu
     assert "epoch time DUET/backbone = 0.05," in ratio_lines(records)[0]
+
+
+
+def test_fine_tune_time_beside_generation_comes_from_the_finetune_record_of_the_seed():
+    from benchmarks.report import ratio_lines
+
+    def record(model, seed, adaptation):
+        return {"model": model, "seed": seed, "test": {"ndcg@10": 0.05}, "epoch_seconds": 1.0, "adaptation": adaptation}
+
+    records = [
+        record("SASRec", 2020, None),
+        record("DUET-SASRec", 2020, {"generation_ms_p50": 0.5}),
+        record("Finetune-SASRec", 2020, {"finetune_ms_per_device": 3.0}),
+        record("Finetune-SASRec", 2021, {"finetune_ms_per_device": 99.0}),
+    ]
+    assert ratio_lines(records)[0].endswith("fine-tune/generation time = 6")
+    assert ratio_lines(records[:2])[0].endswith("fine-tune/generation time = –")  # no Finetune row to compare
+
+
+@pytest.mark.parametrize("member, scope", [("Finetune", "dynamic"), ("FinetuneAll", "all")])
+def test_finetune_rows_are_the_finetune_model_on_the_layers_checkpoint(member, scope):
+    from benchmarks.run import FAMILY_OF, member_model_config, split_name, training_jobs
+
+    assert split_name(f"{member}-SASRec") == (member, "SASRec") and FAMILY_OF[member] == "Layers"
+    assert training_jobs([f"{member}-SASRec"]) == [("layers", "SASRec", (f"{member}-SASRec",))]
+    training = {"backbone": "SASRec", "duet_inference": "global", "backbone_checkpoint": "b.pth", "seed": 3, "finetune_steps": 2}
+    model, config_dict = member_model_config(member, training, "layers.pth")
+    assert model == "Finetune"
+    assert config_dict == {
+        "backbone": "SASRec", "seed": 3, "finetune_steps": 2, "finetune_scope": scope, "cloud_checkpoint": "layers.pth"
+    }
+    assert member_model_config("Base", training, "duet.pth") is None  # the trained DUET itself, scored globally
 
 
 ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "configs", "ablations")

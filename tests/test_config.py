@@ -10,7 +10,7 @@ from recbole_duet import data as duet_data
 from recbole_duet.config import Config, properties_dir
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.errors import ConfigError, DatasetNotFoundError
-from recbole_duet.model import DUET
+from recbole_duet.model import DUET, Finetune, FinetuneDIN
 
 
 def test_defaults_are_duet_on_the_bundled_ml_100k(run_dir):
@@ -75,30 +75,59 @@ def test_plain_recbole_models_resolve_through_the_plugin_config(run_dir):
 
 
 @pytest.mark.parametrize(
-    "key, value, allowed",
+    "model, key, value, allowed",
     [
-        ("backbone", "Foo", "'NARM', 'NextItNet', 'SASRec'"),
-        ("realtime_window", 0, "an integer >= 1"),
-        ("duet_layers", 0, "an integer >= 1"),
-        ("generator_rank", -1, "an integer >= 0"),
-        ("duet_inference", "tuned", "['generated', 'global', 'finetune']"),
-        ("finetune_steps", 0, "an integer >= 1"),
-        ("finetune_lr", 0, "a number > 0"),
-        ("stabilizer", "maybe", "true or false"),
-        ("umn_weight", -0.5, "a number >= 0"),
-        ("generator_input", "history", "['window', 'backbone']"),
-        ("finetune_scope", "everything", "['dynamic', 'all']"),
+        ("DUET", "backbone", "Foo", "'NARM', 'NextItNet', 'SASRec'"),
+        ("DUET", "realtime_window", 0, "an integer >= 1"),
+        ("DUET", "duet_layers", 0, "an integer >= 1"),
+        ("DUET", "generator_rank", -1, "an integer >= 0"),
+        ("DUET", "duet_inference", "tuned", "['generated', 'global']"),
+        ("Finetune", "finetune_steps", 0, "an integer >= 1"),
+        ("Finetune", "finetune_lr", 0, "a number > 0"),
+        ("DUET", "stabilizer", "maybe", "true or false"),
+        ("DUET", "umn_weight", -0.5, "a number >= 0"),
+        ("DUET", "generator_input", "history", "['window', 'backbone']"),
+        ("Finetune", "finetune_scope", "everything", "['dynamic', 'all']"),
+        ("Finetune", "backbone", "Foo", "'NARM', 'NextItNet', 'SASRec'"),
+        ("Finetune", "realtime_window", 0, "an integer >= 1"),
     ],
 )
-def test_bad_duet_keys_fail_at_start_naming_key_and_allowed_values(run_dir, key, value, allowed):
+def test_bad_keys_fail_at_start_naming_key_and_allowed_values(run_dir, model, key, value, allowed):
     with pytest.raises(ConfigError) as error:
-        Config(model="DUET", dataset="no-such-data", config_dict={key: value})
+        Config(model=model, dataset="no-such-data", config_dict={"cloud_checkpoint": __file__, key: value})
     assert f"'{key}'" in str(error.value) and allowed in str(error.value) and repr(value) in str(error.value)
 
 
+def test_duet_refuses_the_fine_tuning_baseline_naming_the_model_that_is_it(run_dir):
+    """``duet_inference: finetune`` was DUET's third mode; the baseline is now a model of its own."""
+    with pytest.raises(ConfigError) as error:
+        Config(model="DUET", dataset="ml-100k", config_dict={"duet_inference": "finetune"})
+    assert error.value.key == "duet_inference"
+    assert str(error.value) == (
+        "Invalid value 'finetune' for config key 'duet_inference': expected one of ['generated', 'global'] "
+        "(on-device fine-tuning is a model of its own: model: Finetune)."
+    )
+
+
 def test_whole_model_finetuning_is_for_next_item_backbones(run_dir):
+    settings = {"backbone": "DIN", "finetune_scope": "all", "cloud_checkpoint": __file__}
     with pytest.raises(ConfigError, match="'finetune_scope'.*'dynamic' with backbone DIN"):
-        Config(model="DUET", dataset="ml-100k", config_dict={"backbone": "DIN", "finetune_scope": "all"})
+        Config(model="Finetune", dataset="ml-100k", config_dict=settings)
+
+
+def test_the_fine_tuning_baseline_needs_the_cloud_model_it_tunes(run_dir):
+    with pytest.raises(ConfigError) as error:
+        Config(model="Finetune", dataset="ml-100k")
+    assert error.value.key == "cloud_checkpoint" and "duet_inference: global" in str(error.value)
+
+
+@pytest.mark.parametrize("backbone, model_class", [("SASRec", Finetune), ("GRU4Rec", Finetune), ("DIN", FinetuneDIN)])
+def test_model_finetune_resolves_to_its_class_for_the_backbone_with_its_own_keys(run_dir, backbone, model_class):
+    config = Config(model="Finetune", dataset="ml-100k", config_dict={"backbone": backbone, "cloud_checkpoint": __file__})
+    assert config["model"] == "Finetune" and config.model_class is model_class
+    assert config["finetune_steps"] == 10 and config["realtime_window"] == 10
+    assert "generator_rank" not in config and "duet_inference" not in config  # DUET's keys are DUET's
+    assert "finetune_steps" not in Config(model="DUET", dataset="ml-100k", config_dict={"backbone": backbone})
 
 
 def test_backbone_states_need_a_backbone_that_has_them(run_dir):

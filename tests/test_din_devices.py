@@ -1,8 +1,9 @@
-"""DUET(DIN) under RecBole's sampled evaluation: one personalisation per device, shared by its candidate rows."""
+"""DUET(DIN) and Finetune(DIN) under RecBole's sampled evaluation: one personalisation per device, shared by its
+candidate rows."""
 
 import pytest
 import torch
-from conftest import assert_device_parameters_equal, build_pipeline
+from conftest import assert_device_parameters_equal, build_pipeline, finetune_pipeline
 
 from recbole_duet.model.device_rows import DeviceRows
 from recbole_duet.model.finetune import seeded_negatives
@@ -19,6 +20,14 @@ def uni100(request, din_config_dict):
     batch = next(iter(test_data))[0]
     assert len(batch) == 8 * CANDIDATES
     return model, batch
+
+
+@pytest.fixture
+def uni100_finetune(din_config_dict):
+    """Finetune(DIN) on the cloud model of the same DUET(DIN), and one test batch of its uni100 loader."""
+    _, (_, _, test_data), model = finetune_pipeline({**din_config_dict, "eval_batch_size": 8 * CANDIDATES})
+    model.eval()
+    return model, next(iter(test_data))[0]
 
 
 def device_inputs(model, batch):
@@ -61,10 +70,7 @@ def test_predict_equals_generating_every_row_separately(uni100):
         torch.testing.assert_close(model.predict(batch), per_row, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("inference", ["generated", "finetune"])
-def test_a_devices_scores_do_not_depend_on_the_rest_of_the_batch(uni100, inference):
-    model, batch = uni100
-    model.inference = inference
+def assert_scores_do_not_depend_on_the_rest_of_the_batch(model, batch):
     devices = first_rows_of_devices(model, batch)
     with torch.no_grad():
         together = model.predict(batch)
@@ -72,8 +78,16 @@ def test_a_devices_scores_do_not_depend_on_the_rest_of_the_batch(uni100, inferen
             torch.testing.assert_close(model.predict(batch[rows]), together[rows], atol=1e-6, rtol=0)
 
 
-def test_fine_tuning_gives_a_device_the_same_mlp_every_time(uni100):
-    model, batch = uni100
+def test_a_devices_scores_do_not_depend_on_the_rest_of_the_batch(uni100):
+    assert_scores_do_not_depend_on_the_rest_of_the_batch(*uni100)
+
+
+def test_a_devices_finetuned_scores_do_not_depend_on_the_rest_of_the_batch(uni100_finetune):
+    assert_scores_do_not_depend_on_the_rest_of_the_batch(*uni100_finetune)
+
+
+def test_fine_tuning_gives_a_device_the_same_mlp_every_time(uni100_finetune):
+    model, batch = uni100_finetune
     devices = DeviceRows(*device_inputs(model, batch)).devices
     together = model.finetuned_parameters(*devices)
     assert_device_parameters_equal(model.finetuned_parameters(*devices), together, 0, atol=0)  # scored twice
@@ -85,9 +99,8 @@ def test_fine_tuning_gives_a_device_the_same_mlp_every_time(uni100):
         assert_device_parameters_equal(alone, reversed_order, last - device)
 
 
-def test_every_candidate_row_of_a_device_is_scored_by_its_one_finetuned_mlp(uni100):
-    model, batch = uni100
-    model.inference = "finetune"
+def test_every_candidate_row_of_a_device_is_scored_by_its_one_finetuned_mlp(uni100_finetune):
+    model, batch = uni100_finetune
     user, item_seq, item_seq_len = device_inputs(model, batch)
     with torch.no_grad():
         scores = model.predict(batch)

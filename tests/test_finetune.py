@@ -1,15 +1,18 @@
-"""The on-device fine-tuning baseline (duet_inference: finetune)."""
+"""The on-device fine-tuning baseline, a model of its own (``model: Finetune``) on a trained cloud model."""
 
 import copy
+import os
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_device_parameters_equal, build_pipeline
+from conftest import assert_device_parameters_equal, build_pipeline, finetune_pipeline, layers_checkpoint
 
-from recbole_duet import run_recbole_duet
-from recbole_duet.model.duet import cut_at_prefix
-from recbole_duet.model.finetune import finetune_all_parameters, mean_over_pairs, window_training_pairs
+from recbole_duet.config import Config
+from recbole_duet.errors import CheckpointError
+from recbole_duet.quick_start import run_experiment
+from recbole_duet.model.backbones import encode_sequence
+from recbole_duet.model.finetune import cut_at_prefix, finetune_all_parameters, mean_over_pairs, window_training_pairs
 
 pytestmark = pytest.mark.kernel_sensitive
 
@@ -28,10 +31,14 @@ def test_a_devices_loss_is_the_mean_over_its_own_pairs():
 
 
 def finetune_model(tiny_config_dict, **overrides):
-    config_dict = {**tiny_config_dict, "duet_inference": "finetune", "finetune_steps": 5, **overrides}
-    _, loaders, model = build_pipeline(config_dict)
+    _, loaders, model = finetune_pipeline({**tiny_config_dict, "finetune_steps": 5, **overrides})
     model.eval()
     return model, next(iter(loaders[0]))
+
+
+def global_scores(model, item_seq, item_seq_len):
+    """The cloud model's own scores ``[B, n_items]``: every device on the global layers, untuned."""
+    return model.scoring.full_sort(model.classifier(encode_sequence(model.backbone, item_seq, item_seq_len)))
 
 
 @pytest.mark.parametrize("scope", ["dynamic", "all"])
@@ -76,16 +83,17 @@ def test_each_device_is_tuned_on_its_own_data_only(tiny_config_dict):
     assert_device_parameters_equal(alone, together, 2, atol=1e-5)
 
 
-def test_finetune_inference_runs_through_the_runner_for_every_backbone(tiny_config_dict, din_config_dict):
+def test_finetune_runs_through_the_runner_for_every_backbone_training_nothing(tiny_config_dict, din_config_dict):
     for config_dict in (
         {**tiny_config_dict, "backbone": "GRU4Rec"},
         {**tiny_config_dict, "finetune_scope": "all"},
         din_config_dict,
     ):
-        result = run_recbole_duet(
-            model="DUET", dataset="tiny", config_dict={**config_dict, "duet_inference": "finetune", "finetune_steps": 2}
-        )
-        assert all(value >= 0 for value in result["test_result"].values())
+        settings = {**config_dict, "cloud_checkpoint": layers_checkpoint(config_dict), "finetune_steps": 2}
+        run = run_experiment(Config(model="Finetune", dataset="tiny", config_dict=settings))
+        assert all(value >= 0 for value in run["result"]["test_result"].values())
+        assert run["epochs"] == 0 and run["kept_start"]  # validated and tested as loaded
+        assert run["result"]["best_valid_score"] == run["start_valid_score"]
 
 
 def test_whole_model_sgd_follows_the_gradient_and_leaves_unreached_parameters():
@@ -104,8 +112,7 @@ def test_whole_model_finetuning_tunes_each_device_alone_and_moves_the_backbone(t
         alone = model.finetuned_model_scores(item_seq[2:3], item_seq_len[2:3])
         model.finetune_scope = "dynamic"
         layers_only = model.full_sort_predict(batch[torch.arange(4)])
-        model.inference = "global"
-        untuned = model.full_sort_predict(batch[torch.arange(4)])
+        untuned = global_scores(model, item_seq[:4], item_seq_len[:4])
     torch.testing.assert_close(alone[0], together[2], atol=1e-5, rtol=0)
     assert together.shape == (4, model.n_items)
     assert not torch.allclose(together, layers_only, atol=1e-4)  # the backbone and item table were tuned too
@@ -118,12 +125,12 @@ def test_whole_model_finetuning_tunes_each_device_alone_and_moves_the_backbone(t
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # copies only
 
 
-def sgd_on_a_copy_of_the_device_model(model, item_seq, item_seq_len, steps, lr):
-    """The paper's whole-model baseline written out: SGD with torch.optim on a deep copy of the backbone and
-    dynamic layers, over the device's own window pairs; returns the tuned copy's scores of its history."""
-    device_model = copy.deepcopy(model)
-    tuned = [value for name, value in device_model.named_parameters() if name.startswith(("backbone.", "classifier."))]
-    optimizer = torch.optim.SGD(tuned, lr=lr)
+def sgd_on_a_copy_of_the_device_model(model, item_seq, item_seq_len, steps, lr, tuned=("backbone.", "classifier.")):
+    """The paper's whole-model baseline written out (with ``tuned=("classifier.",)``: the dynamic-layers one): SGD
+    with torch.optim on a deep copy of the parameters named ``tuned``, over the device's own window pairs; returns
+    the tuned copy's scores of its history."""
+    device_model = copy.deepcopy(model).requires_grad_(True)  # the cloud model is loaded fixed; its copy learns
+    optimizer = torch.optim.SGD([value for name, value in device_model.named_parameters() if name.startswith(tuned)], lr=lr)
     prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, model.realtime_window_size)
     prefix_len, targets = prefix_len[0][is_pair[0]], targets[0][is_pair[0]]
     histories = cut_at_prefix(item_seq.expand(len(targets), -1), prefix_len)
@@ -161,8 +168,7 @@ def test_whole_model_finetuning_leaves_a_device_without_pairs_untuned(tiny_confi
     one_item = batch[model.ITEM_SEQ][:1] * (torch.arange(batch[model.ITEM_SEQ].size(1)) < 1)
     with torch.no_grad():
         scores = model.finetuned_model_scores(one_item, torch.tensor([1]))
-        model.inference = "global"
-        untuned = model.full_sort_predict(type(batch)({model.ITEM_SEQ: one_item, model.ITEM_SEQ_LEN: torch.tensor([1])}))
+        untuned = global_scores(model, one_item, torch.tensor([1]))
     torch.testing.assert_close(scores, untuned, atol=1e-6, rtol=0)
 
 
@@ -179,3 +185,56 @@ def test_the_backbone_never_sees_items_past_the_history_it_is_given(tiny_config_
     for item_seq, item_seq_len in shown:
         past_history = torch.arange(item_seq.size(1)) >= item_seq_len.unsqueeze(1)
         assert (item_seq[past_history] == 0).all()
+
+
+# --- The Layers checkpoint it starts from, and its own ---------------------------------------------------------
+
+
+@pytest.fixture
+def trained_layers(tiny_config_dict):
+    """A Layers model trained one epoch (DUET with duet_inference: global), and its best checkpoint."""
+    run = run_experiment(Config(model="DUET", dataset="tiny", config_dict={**tiny_config_dict, "duet_inference": "global"}))
+    return run["trainer"].model, run["trainer"].saved_model_file
+
+
+def test_finetune_starts_from_a_trained_layers_checkpoint_and_tunes_each_device_by_sgd(tiny_config_dict, trained_layers):
+    layers, checkpoint = trained_layers
+    saved = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert any(name.startswith("generator.") for name in saved)  # a Layers model has an (untrained) generator too
+    settings = {**tiny_config_dict, "cloud_checkpoint": checkpoint, "finetune_steps": 3, "finetune_lr": 0.5}
+    _, (train_data, _, _), model = build_pipeline(settings, model="Finetune")
+    assert set(model.state_dict()) == {name for name in saved if name.startswith(("backbone.", "classifier."))}
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    assert not any(parameter.requires_grad for parameter in model.parameters())  # the cloud model stays fixed
+    model.eval()
+    rows = next(iter(train_data))[torch.arange(3)]
+    item_seq, item_seq_len = rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        scores = model.full_sort_predict(rows)
+        torch.testing.assert_close(model.predict(rows), scores[torch.arange(3), rows[model.ITEM_ID]])
+    for device in range(3):
+        one = slice(device, device + 1)
+        expected = sgd_on_a_copy_of_the_device_model(layers, item_seq[one], item_seq_len[one], 3, 0.5, ("classifier.",))
+        torch.testing.assert_close(scores[device], expected, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(scores, global_scores(model, item_seq, item_seq_len), atol=1e-4)  # it did tune
+
+
+def test_a_finetune_run_saves_a_checkpoint_that_loads_into_finetune_again(tiny_config_dict, trained_layers):
+    _, checkpoint = trained_layers
+    settings = {**tiny_config_dict, "cloud_checkpoint": checkpoint, "finetune_steps": 2}
+    run = run_experiment(Config(model="Finetune", dataset="tiny", config_dict=settings))
+    own = run["trainer"].saved_model_file  # the run tested it (load_best_model)
+    assert os.path.basename(own).startswith("Finetune-")
+    _, _, again = build_pipeline({**settings, "cloud_checkpoint": own}, model="Finetune")
+    for name, value in again.state_dict().items():
+        assert torch.equal(value, run["trainer"].model.state_dict()[name]), name
+
+
+def test_finetune_refuses_a_file_that_is_no_cloud_model(tiny_config_dict):
+    plain = run_experiment(Config(model="SASRec", dataset="tiny", config_dict=tiny_config_dict))["trainer"].saved_model_file
+    with pytest.raises(CheckpointError, match=r"holds a 'SASRec' model, not the 'DUET' or 'Finetune' cloud_checkpoint"):
+        build_pipeline({**tiny_config_dict, "cloud_checkpoint": plain}, model="Finetune")
+    other = layers_checkpoint({**tiny_config_dict, "backbone": "GRU4Rec"})
+    with pytest.raises(CheckpointError, match=r"was trained with backbone 'GRU4Rec', not 'SASRec'"):
+        build_pipeline({**tiny_config_dict, "cloud_checkpoint": other}, model="Finetune")

@@ -1,17 +1,20 @@
-"""Every DUET key is defined once (recbole_duet.model.settings.KEYS): the yaml defaults, the checks and the table of
-docs/configuration.md are written from it, and none of them may drift."""
+"""Every key of the plugin's models is defined once (recbole_duet.model.settings.KEYS): each model's yaml defaults, the
+checks and the table of docs/configuration.md are written from it, and none of them may drift."""
 
 import os
 
+import pytest
 import yaml
 
 from recbole_duet.model.settings import (
     CONFIGURATION_PAGE,
     DUET_KEYS,
     KEYS,
+    MODELS,
     TABLE_END,
     TABLE_START,
     backbone_defaults,
+    model_keys,
     render_markdown_table,
     render_yaml,
 )
@@ -25,18 +28,27 @@ def read(*parts):
         return file.read()
 
 
-def test_duet_yaml_is_written_from_the_keys():
-    assert read("properties", "model", "DUET.yaml") == render_yaml(), "run: python -m recbole_duet.model.settings"
+@pytest.mark.parametrize("model", MODELS)
+def test_each_models_yaml_is_written_from_the_keys(model):
+    assert read("properties", "model", f"{model}.yaml") == render_yaml(model), "run: python -m recbole_duet.model.settings"
 
 
-def test_the_yaml_defaults_are_the_keys_defaults_and_pass_their_checks():
-    defaults = yaml.safe_load(read("properties", "model", "DUET.yaml"))
-    assert list(defaults) == [key.name for key in KEYS]
-    for key in KEYS:
+@pytest.mark.parametrize("model", MODELS)
+def test_the_yaml_defaults_are_the_keys_defaults_and_pass_their_checks(model):
+    defaults = yaml.safe_load(read("properties", "model", f"{model}.yaml"))
+    assert list(defaults) == [key.name for key in model_keys(model)]
+    for key in model_keys(model):
         assert defaults[key.name] == key.default and type(defaults[key.name]) is type(key.default), key.name
         if key.check is not None:
             assert key.check[0](key.default), key.name
     assert set(DUET_KEYS) == {key.name for key in KEYS} - {"backbone"}
+
+
+def test_every_key_belongs_to_a_model_and_the_finetune_keys_to_finetune_alone():
+    assert all(key.models and set(key.models) <= set(MODELS) for key in KEYS)
+    assert {key.name for key in model_keys("Finetune")} - {key.name for key in model_keys("DUET")} == {
+        "finetune_steps", "finetune_scope", "finetune_lr"
+    }
 
 
 def test_the_docs_table_is_written_from_the_keys():

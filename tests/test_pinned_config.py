@@ -1,8 +1,8 @@
-"""Every DUET config key rejects a bad value naming the key, and accepts its edge values (issue 12).
+"""Every config key of the plugin's models rejects a bad value naming the key, and accepts its edge values (issue 12).
 
 The table of bad values is checked against :data:`recbole_duet.model.settings.DUET_KEYS` itself, so a key added
 without a test fails here. Most checks call :func:`validate_duet_settings` directly (what the Config runs
-before any data is read); one bad value per key goes through the Config too.
+before any data is read), for the first model the key belongs to; one bad value per key goes through the Config too.
 """
 
 import os
@@ -14,6 +14,7 @@ from recbole_duet.config import Config, properties_dir
 from recbole_duet.errors import ConfigError
 from recbole_duet.model.settings import (
     DUET_KEYS,
+    KEYS,
     _boolean,
     _existing_file_or_none,
     _integer_at_least,
@@ -24,8 +25,15 @@ from recbole_duet.model.settings import (
     validate_duet_settings,
 )
 
-with open(os.path.join(properties_dir(), "model", "DUET.yaml"), encoding="utf-8") as file:
-    DEFAULTS = yaml.safe_load(file)
+def read_defaults(model):
+    with open(os.path.join(properties_dir(), "model", f"{model}.yaml"), encoding="utf-8") as file:
+        return yaml.safe_load(file)
+
+
+DEFAULTS = read_defaults("DUET")
+# The fine-tuning baseline's defaults, with the cloud model it needs (any existing file passes the check).
+FINETUNE_DEFAULTS = {**read_defaults("Finetune"), "cloud_checkpoint": __file__}
+MODEL_OF = {key.name: key.models[0] for key in KEYS}  # the model each key is checked with here
 
 # key -> (what the error says is expected, bad values: wrong range, wrong type, booleans posing as numbers, missing)
 BAD_VALUES = {
@@ -40,7 +48,10 @@ BAD_VALUES = {
     "ppg_scope": ("one of ['all', 'generator']", ["backbone", "All", None]),
     "update_dropout": ("a number in [0, 1)", [1, 1.0, -0.1, "0.1", True, None]),
     "generator_lr_scale": ("a number > 0", [0, 0.0, -1, "0.1", True, None]),
-    "duet_inference": ("one of ['generated', 'global', 'finetune']", ["tuned", None]),
+    "duet_inference": (
+        "one of ['generated', 'global'] (on-device fine-tuning is a model of its own: model: Finetune)",
+        ["finetune", "tuned", None],
+    ),
     "duet_param_age": ("an integer >= 0", [-1, 1.0, "2", True, None]),
     "duet_activation": ("one of ['tanh', 'relu', 'gelu', 'none']", ["sigmoid", None]),
     "finetune_steps": ("an integer >= 1", [0, 2.5, True, None]),
@@ -63,7 +74,7 @@ EDGE_VALUES = {
     "ppg_scope": ["all", "generator"],
     "update_dropout": [0, 0.0, 0.5, 0.999],
     "generator_lr_scale": [1e-6, 1, 10.0],
-    "duet_inference": ["generated", "global", "finetune"],
+    "duet_inference": ["generated", "global"],
     "duet_param_age": [0, 1, 50],
     "duet_activation": ["tanh", "relu", "gelu", "none"],
     "finetune_steps": [1],
@@ -88,7 +99,7 @@ def test_a_generator_only_ppg_needs_the_umn_loss_to_train_the_backbone():
 
 
 def test_every_duet_key_has_bad_and_edge_values_here():
-    assert set(BAD_VALUES) == set(EDGE_VALUES) == set(DUET_KEYS) == set(DEFAULTS) - {"backbone"}
+    assert set(BAD_VALUES) == set(EDGE_VALUES) == set(DUET_KEYS) == (set(DEFAULTS) | set(FINETUNE_DEFAULTS)) - {"backbone"}
 
 
 @pytest.mark.parametrize(
@@ -113,24 +124,47 @@ def test_each_check_factory_builds_the_check_it_describes(build, expected, accep
     assert [is_valid(value) for value in rejected] == [False] * len(rejected)
 
 
-def rejection(settings):
+def rejection(settings, model="DUET"):
     with pytest.raises(ConfigError) as error:
-        validate_duet_settings(settings)
+        validate_duet_settings(settings, model)
     return error.value
+
+
+def defaults_of(key):
+    """The model ``key`` is checked with here, and that model's defaults."""
+    model = MODEL_OF[key]
+    return model, DEFAULTS if model == "DUET" else FINETUNE_DEFAULTS
 
 
 @pytest.mark.parametrize(
     "key, value", [(key, value) for key, (_, values) in BAD_VALUES.items() for value in values]
 )
 def test_a_bad_value_is_rejected_naming_the_key_the_value_and_what_is_expected(key, value):
-    error = rejection({**DEFAULTS, key: value})
+    model, defaults = defaults_of(key)
+    error = rejection({**defaults, key: value}, model)
     assert error.key == key
     assert str(error) == f"Invalid value {value!r} for config key '{key}': expected {BAD_VALUES[key][0]}."
 
 
 @pytest.mark.parametrize("key, value", [(key, value) for key, values in EDGE_VALUES.items() for value in values])
 def test_edge_values_are_accepted(key, value):
-    validate_duet_settings({**DEFAULTS, key: value})
+    model, defaults = defaults_of(key)
+    validate_duet_settings({**defaults, key: value}, model)
+
+
+@pytest.mark.parametrize("key", ["backbone", "duet_layers", "realtime_window", "finetune_steps"])
+def test_the_fine_tuning_baseline_checks_its_own_keys(key):
+    bad = {"backbone": "Foo", "duet_layers": 0, "realtime_window": 0, "finetune_steps": 0}[key]
+    assert rejection({**FINETUNE_DEFAULTS, key: bad}, "Finetune").key == key
+
+
+def test_the_fine_tuning_baseline_ignores_duets_keys_and_needs_a_cloud_model():
+    validate_duet_settings({**FINETUNE_DEFAULTS, "generator_rank": -1, "duet_inference": "finetune"}, "Finetune")
+    error = rejection({**FINETUNE_DEFAULTS, "cloud_checkpoint": None}, "Finetune")
+    assert str(error) == (
+        "Invalid value None for config key 'cloud_checkpoint': expected the checkpoint of the cloud model each device "
+        "tunes: a DUET trained with duet_inference: global."
+    )
 
 
 @pytest.mark.parametrize("backbone", ["Foo", None, "BERT4Rec", "Caser"])
@@ -141,13 +175,14 @@ def test_a_bad_backbone_is_rejected_naming_the_key(backbone):
         assert f"{backbone} is refused: " in str(error)  # with the reason
 
 
-def backbone_defaults(backbone):
-    """DUET.yaml with the backbone's own DUET-<backbone>.yaml over it, as the Config layers them."""
-    path = os.path.join(properties_dir(), "model", f"DUET-{backbone}.yaml")
+def backbone_defaults(backbone, model="DUET"):
+    """<model>.yaml with the backbone's own <model>-<backbone>.yaml over it, as the Config layers them."""
+    defaults = DEFAULTS if model == "DUET" else FINETUNE_DEFAULTS
+    path = os.path.join(properties_dir(), "model", f"{model}-{backbone}.yaml")
     if not os.path.isfile(path):
-        return {**DEFAULTS, "backbone": backbone}
+        return {**defaults, "backbone": backbone}
     with open(path, encoding="utf-8") as file:
-        return {**DEFAULTS, "backbone": backbone, **yaml.safe_load(file)}
+        return {**defaults, "backbone": backbone, **yaml.safe_load(file)}
 
 
 NO_WHOLE_MODEL_TUNING = "'dynamic' with backbone DIN (whole-model tuning is next-item only)"
@@ -172,11 +207,12 @@ NO_WHOLE_MODEL_TUNING = "'dynamic' with backbone DIN (whole-model tuning is next
 )
 def test_keys_that_depend_on_the_backbone(backbone, key, value, expected):
     """``expected``: what the error says is expected instead, or None where the combination is allowed."""
-    settings = {**backbone_defaults(backbone), key: value}
+    model = MODEL_OF[key]
+    settings = {**backbone_defaults(backbone, model), key: value}
     if expected is None:
-        validate_duet_settings(settings)
+        validate_duet_settings(settings, model)
     else:
-        error = rejection(settings)
+        error = rejection(settings, model)
         assert error.key == key
         assert str(error) == f"Invalid value {value!r} for config key '{key}': expected {expected}."
 
@@ -185,4 +221,4 @@ def test_keys_that_depend_on_the_backbone(backbone, key, value, expected):
 def test_the_config_stops_at_a_bad_value_before_reading_data(run_dir, key):
     value = BAD_VALUES[key][1][0]
     with pytest.raises(ConfigError, match=f"Invalid value {value!r} for config key '{key}'"):
-        Config(model="DUET", dataset="no-such-data", config_dict={key: value})
+        Config(model=MODEL_OF[key], dataset="no-such-data", config_dict={"cloud_checkpoint": __file__, key: value})

@@ -9,7 +9,7 @@ and the real-time window of a full history shorter than the window.
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_pipeline
+from conftest import build_pipeline, finetune_pipeline
 from torch import nn
 
 from recbole_duet.model.din_head import item_feature_embedding, normalise_with_running_statistics
@@ -255,8 +255,8 @@ def test_din_generated_and_global_scores_differ_after_training(din_config_dict):
 
 
 def test_din_finetuning_raises_the_clicked_items_score_and_lowers_the_drawn_negatives(din_config_dict):
-    config_dict = {**din_config_dict, "duet_inference": "finetune", "finetune_steps": 10, "finetune_lr": 2.0}
-    _, loaders, model = build_pipeline(config_dict)
+    config_dict = {**din_config_dict, "finetune_steps": 10, "finetune_lr": 2.0}
+    _, loaders, model = finetune_pipeline(config_dict)
     model.eval()
     batch = first_batch(loaders)[:16]
     user, item_seq, item_seq_len = model.device_inputs(batch)

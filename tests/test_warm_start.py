@@ -190,7 +190,7 @@ def test_with_a_cloud_model_only_the_generator_and_adapter_learn(tiny_config_dic
 
 
 def test_a_cloud_checkpoint_of_a_plain_backbone_is_refused(tiny_config_dict, sasrec_checkpoint):
-    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds a 'SASRec' model, not the 'DUET' cloud_checkpoint needs"):
+    with pytest.raises(CheckpointError, match=r"\(cloud_checkpoint\) holds a 'SASRec' model, not the 'DUET' or 'Finetune' cloud_checkpoint needs"):
         build_pipeline(cloud_settings(tiny_config_dict, sasrec_checkpoint))
 
 

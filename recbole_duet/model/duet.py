@@ -8,7 +8,9 @@ DUET keeps a RecBole backbone (the *static layers*) and personalises its last la
 layers*). The Universal Meta Network (UMN) trains those layers globally; the Personalized Parameters
 Generator (PPG) maps each device's real-time window to an update of them, damped by the Stable Weight
 Adapter (SWA). Training minimises ``L_ppg + umn_weight * L_umn``; evaluation scores with the generated
-layers (or the global ones with ``duet_inference: global``). No gradient step is ever taken per device.
+layers (or the global ones with ``duet_inference: global``). No gradient step is ever taken per device: the
+on-device fine-tuning DUET replaces is a model of its own (:mod:`recbole_duet.model.finetune_model`) on the same
+cloud model (:mod:`recbole_duet.model.cloud`).
 
 :class:`DUETBase` holds what every backbone shares (the generator and the adapter); :class:`DUET` is the
 next-item version for every RecBole model with SASRec's contract (see :mod:`recbole_duet.model.backbones`),
@@ -17,34 +19,13 @@ next-item version for every RecBole model with SASRec's contract (see :mod:`recb
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import SequentialRecommender
 from torch.func import functional_call
 
-from recbole_duet.model.backbones import (
-    SequenceStatesTap,
-    build_backbone,
-    encode_sequence,
-    item_scoring,
-    sequence_arguments,
-)
-from recbole_duet.model.finetune import (
-    finetune_all_parameters,
-    finetune_per_device,
-    mean_over_pairs,
-    window_training_pairs,
-)
+from recbole_duet.model.backbones import SequenceStatesTap, encode_sequence
+from recbole_duet.model.cloud import CloudModel
 from recbole_duet.model.generator import ParameterGenerator, StableWeightAdapter
-from recbole_duet.model.layers import GeneratedLayer, ResidualClassifier, realtime_window
-from recbole_duet.model.warm_start import load_backbone_checkpoint, load_cloud_checkpoint
-
-
-def cut_at_prefix(item_seq, prefix_len):
-    """Each history ``[n, L]`` with the items from ``prefix_len`` on replaced by padding.
-
-    Fine-tuning pairs score a history's prefix against the item after it; cutting the rest off keeps a
-    backbone that reads past ``item_seq_len`` (NextItNet, CORE, STAMP's mean) from seeing that target.
-    """
-    return item_seq * (torch.arange(item_seq.size(1), device=item_seq.device) < prefix_len.unsqueeze(1))
+from recbole_duet.model.layers import GeneratedLayer, realtime_window
+from recbole_duet.model.warm_start import load_backbone_checkpoint
 
 
 def _only_where(has_window, gate, bias_delta):
@@ -53,26 +34,22 @@ def _only_where(has_window, gate, bias_delta):
     return keep if gate is None else gate * keep
 
 
-class DUETBase(SequentialRecommender):
-    """The backbone-independent half of DUET: the real-time window settings, PPG and SWA.
+class DUETBase:
+    """The backbone-independent half of DUET: PPG, SWA and the settings of the generated layers.
 
-    Subclasses build ``self.backbone`` and their head (whose ``layer_shapes`` lists the dynamic layers),
-    then call :meth:`_build_generator` with the size of a window slot's vector.
+    Mixed into a cloud model (``class DUET(DUETBase, CloudModel)``), which builds ``self.backbone`` and the dynamic
+    layers (whose ``layer_shapes`` lists them); the subclass then calls :meth:`_build_generator` with the size of a
+    window slot's vector.
     """
 
     def __init__(self, config, dataset):
         super(DUETBase, self).__init__(config, dataset)
-        self.realtime_window_size = config["realtime_window"]
         self.umn_weight = config["umn_weight"]
         self.ppg_scope = config["ppg_scope"]
         self.update_dropout = config["update_dropout"]
         self.generator_lr_scale = config["generator_lr_scale"]
         self.inference = config["duet_inference"]
         self.param_age = config["duet_param_age"]
-        self.finetune_steps = config["finetune_steps"]
-        self.finetune_lr = config["finetune_lr"]
-        self.finetune_scope = config["finetune_scope"]
-        self.backbone = build_backbone(config, dataset)
         if config["freeze_backbone"]:
             self.backbone.requires_grad_(False)
 
@@ -80,7 +57,7 @@ class DUETBase(SequentialRecommender):
     def starts_from_trained_model(cls, config):
         """Whether a DUET of ``config`` starts as a trained model (its backbone or its whole cloud model), which the
         runner then validates before the first epoch (:mod:`recbole_duet.training.starting_model`)."""
-        return config["cloud_checkpoint"] is not None or config["backbone_checkpoint"] is not None
+        return super().starts_from_trained_model(config) or config["backbone_checkpoint"] is not None
 
     @classmethod
     def trains_cloud_first(cls, config):
@@ -109,12 +86,13 @@ class DUETBase(SequentialRecommender):
 
     def load_starting_model(self, config):
         """Become the trained model ``config`` starts from (:meth:`starts_from_trained_model`), exactly: its weights
-        loaded, the generated update at zero. The runner calls this once the model is built
-        (:func:`recbole_duet.quick_start.prepare_experiment`), so building a model reads no file.
+        loaded (a cloud model's, as :meth:`CloudBase.load_starting_model <recbole_duet.model.cloud.CloudBase.
+        load_starting_model>`, or a backbone's), the generated update at zero.
 
         Raises:
             CheckpointError: naming the file, when it does not hold a model this one can start from.
         """
+        super().load_starting_model(config)
         if config["backbone_checkpoint"] is not None:
             load_backbone_checkpoint(self.backbone, config["backbone_checkpoint"], config)
         self.generator.start_at_zero()
@@ -175,43 +153,29 @@ class DUETBase(SequentialRecommender):
         keep = F.dropout(torch.ones_like(bias_delta), self.update_dropout)
         return keep if gate is None else gate * keep
 
-    def _finetune(self, global_layers, n_devices, device_losses):
-        return finetune_per_device(global_layers, n_devices, device_losses, self.finetune_steps, self.finetune_lr)
 
-
-class DUET(DUETBase):
+class DUET(DUETBase, CloudModel):
     r"""DUET on a RecBole next-item backbone (``backbone: SASRec | GRU4Rec | NARM | ...``).
 
-    The dynamic layers sit between the backbone's user representation and the item table; scoring (the dot
-    product, or e.g. CORE's cosine over a temperature) and the CE/BPR loss are the backbone's own. The generator reads the real-time window's item embeddings
+    The cloud model (:class:`recbole_duet.model.cloud.CloudModel`) gives the backbone, the dynamic layers and the
+    scoring; the CE/BPR loss is the backbone's own. The generator reads the real-time window's item embeddings
     (``generator_input: window``) or the backbone's own hidden states at the window's positions (``backbone``).
     """
 
     def __init__(self, config, dataset):
         super(DUET, self).__init__(config, dataset)
-        self.loss_type = config["loss_type"]
         dim = self.backbone.item_embedding.embedding_dim
-        self.scoring = item_scoring(config["backbone"], self.backbone)
         self.states_tap = SequenceStatesTap(self.backbone, dim) if config["generator_input"] == "backbone" else None
-        self.classifier = ResidualClassifier(dim, config["duet_layers"], config["duet_activation"])
         # With a trained cloud model the backbone and global layers stay fixed: L_ppg trains the generator and
         # the adapter only, and L_umn, having nothing left to train, is not computed.
         self.cloud_is_fixed = config["cloud_checkpoint"] is not None
         self._build_generator(config, dim, self.classifier.layer_shapes)
 
     def load_starting_model(self, config):
-        """As :meth:`DUETBase.load_starting_model`; on a trained backbone the dynamic layers start as the identity,
-        and a trained cloud model (``cloud_checkpoint``) brings its backbone and global layers, kept fixed."""
+        """As :meth:`DUETBase.load_starting_model`; on a trained backbone the dynamic layers start as the identity."""
         super().load_starting_model(config)
         if config["backbone_checkpoint"] is not None:
             self.classifier.start_as_identity()
-        if self.cloud_is_fixed:
-            cloud = {"backbone": self.backbone, "classifier": self.classifier}
-            load_cloud_checkpoint(cloud, config["cloud_checkpoint"], config)
-
-    def device_inputs(self, interaction):
-        """What a device uploads, in the argument order of :meth:`generate` and the parameter methods."""
-        return interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
 
     def represent(self, item_seq, item_seq_len):
         """The backbone's user vectors ``[B, D]`` and, when the generator reads them, its states ``[B, L, D]``."""
@@ -249,68 +213,11 @@ class DUET(DUETBase):
         """The dynamic-layer weights a device receives: per layer ``([B, D, D], [B, D])``."""
         return self.classifier.personalised_parameters(self.generate(item_seq, item_seq_len))
 
-    def finetuned_parameters(self, item_seq, item_seq_len):
-        """The fine-tuning baseline: each device's layers after SGD on its own window (CE over all items)."""
-        prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
-        n_devices, n_pairs = targets.shape
-        prefix_len = prefix_len.flatten()
-        prefixes = cut_at_prefix(item_seq.repeat_interleave(n_pairs, dim=0), prefix_len)
-        representation = encode_sequence(self.backbone, prefixes, prefix_len)
-        representation = representation.detach().view(n_devices, n_pairs, -1)
-        item_table = self.scoring.table().detach()
-
-        def device_losses(parameters):
-            user_vector = self.classifier.forward_with_parameters(representation, parameters)
-            logits = self.scoring.user(user_vector) @ item_table.T
-            pair_losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-            return mean_over_pairs(pair_losses.view(n_devices, n_pairs), is_pair)
-
-        global_layers = list(zip(self.classifier.weight, self.classifier.bias))
-        return self._finetune(global_layers, n_devices, device_losses)
-
-    def _device_model_scores(self, parameters, item_seq, item_seq_len):
-        """Scores ``[n, n_items]`` of histories under one device's own copy of the backbone and dynamic layers."""
-        backbone = {name[len("backbone.") :]: value for name, value in parameters.items() if name.startswith("backbone.")}
-        classifier = {name[len("classifier.") :]: value for name, value in parameters.items() if name.startswith("classifier.")}
-        arguments = sequence_arguments(self.backbone, item_seq, item_seq_len)
-        user_vector = functional_call(self.classifier, classifier, (functional_call(self.backbone, backbone, arguments),))
-        return self.scoring.full_sort(user_vector, backbone["item_embedding.weight"])
-
-    def finetuned_model_scores(self, item_seq, item_seq_len):
-        """``finetune_scope: all``: each device tunes a copy of every backbone and dynamic-layer parameter on
-        its own window (CE over all items, as :meth:`finetuned_parameters`), then scores every item ``[B, n_items]``."""
-        prefix_len, targets, is_pair = window_training_pairs(item_seq, item_seq_len, self.realtime_window_size)
-        start = {
-            name: value for name, value in self.named_parameters() if name.startswith(("backbone.", "classifier."))
-        }
-        scores = []
-        for history, length, lengths, device_targets, pairs in zip(item_seq, item_seq_len, prefix_len, targets, is_pair):
-            histories = cut_at_prefix(history.expand(int(pairs.sum()), -1), lengths[pairs])
-
-            def device_loss(parameters):
-                logits = self._device_model_scores(parameters, histories, lengths[pairs])
-                return F.cross_entropy(logits, device_targets[pairs])
-
-            # A device without a single pair (a one-item history) has nothing to tune on.
-            tuned = finetune_all_parameters(start, device_loss, self.finetune_steps, self.finetune_lr) if pairs.any() else start
-            scores.append(self._device_model_scores(tuned, history.unsqueeze(0), length.unsqueeze(0)))
-        return torch.cat(scores)
-
-    def _tunes_whole_model(self):
-        return self.inference == "finetune" and self.finetune_scope == "all"
-
     def forward(self, item_seq, item_seq_len):
-        """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers.
-
-        ``finetune`` tunes the dynamic layers here; ``finetune_scope: all`` has no shared item table to score
-        against, so :meth:`predict` and :meth:`full_sort_predict` score it through :meth:`finetuned_model_scores`.
-        """
+        """User vectors ``[B, D]`` scored against item embeddings, through the ``duet_inference`` layers."""
         representation, states = self.represent(item_seq, item_seq_len)
         if self.inference == "global":
             return self.classifier(representation)
-        if self.inference == "finetune":
-            parameters = self.finetuned_parameters(item_seq, item_seq_len)
-            return self.classifier.forward_with_parameters(representation, parameters)
         return self.classifier(representation, self.generate(item_seq, item_seq_len, states))
 
     def _generator_only_loss(self, representation, states, interaction):
@@ -355,15 +262,3 @@ class DUET(DUETBase):
         if self.umn_weight == 0 or self.cloud_is_fixed:
             return loss_ppg, loss_ppg.new_zeros(())
         return loss_ppg, self.umn_weight * self._recommendation_loss(self.classifier(representation), interaction)
-
-    def predict(self, interaction):
-        if self._tunes_whole_model():
-            return self.full_sort_predict(interaction).gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
-        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return self.scoring.pointwise(user_vector, interaction[self.ITEM_ID])  # [B]
-
-    def full_sort_predict(self, interaction):
-        if self._tunes_whole_model():
-            return self.finetuned_model_scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return self.scoring.full_sort(user_vector)  # [B, n_items]

@@ -1,4 +1,5 @@
-"""On-device fine-tuning, the baseline DUET replaces (``duet_inference: finetune``).
+"""On-device fine-tuning, the baseline DUET replaces: the computations of the ``Finetune`` models
+(:mod:`recbole_duet.model.finetune_model`).
 
 Each device starts from the global (UMN) dynamic layers and takes ``finetune_steps`` SGD steps at
 ``finetune_lr`` on the labels it actually has: the next-item targets inside its own real-time window (the
@@ -27,6 +28,15 @@ def window_training_pairs(item_seq, item_seq_len, size):
     """
     positions, _, is_real = window_positions(item_seq_len, size, item_seq.size(1))
     return positions.clamp(min=1), item_seq.gather(1, positions), is_real & (positions >= 1)
+
+
+def cut_at_prefix(item_seq, prefix_len):
+    """Each history ``[n, L]`` with the items from ``prefix_len`` on replaced by padding.
+
+    Fine-tuning pairs score a history's prefix against the item after it; cutting the rest off keeps a
+    backbone that reads past ``item_seq_len`` (NextItNet, CORE, STAMP's mean) from seeing that target.
+    """
+    return item_seq * (torch.arange(item_seq.size(1), device=item_seq.device) < prefix_len.unsqueeze(1))
 
 
 def seeded_negatives(device_inputs, n_per_device, n_items, seed):

@@ -12,6 +12,7 @@ A cloud checkpoint is a DUET trained with ``duet_inference: global`` (the Univer
 backbone and its dynamic layers as ordinary global layers, the benchmarks' Layers model). Its backbone and global
 layers are loaded and kept fixed, so the generator learns an update on top of a cloud model whose training (and
 early stopping) was its own, as the paper's flow has it: (1) train the UMN, (2) generate from real-time windows.
+The fine-tuning baseline (``model: Finetune``) starts from such a checkpoint too: it is the model each device tunes.
 """
 
 import json
@@ -23,9 +24,13 @@ from recbole_duet.model.backbones import function_settings
 from recbole_duet.training.checkpoint import load_checkpoint
 from recbole_duet.training.distributed import from_rank_zero
 
+# The models whose checkpoints hold a cloud model, under the same names (recbole_duet.model.cloud).
+CLOUD_MODELS = ["DUET", "Finetune"]
 
-def _read_checkpoint(path, key, model_name, dataset_name):
-    """The checkpoint at ``path`` and a phrase naming it, after checking it holds ``model_name`` on ``dataset_name``.
+
+def _read_checkpoint(path, key, model_names, dataset_name):
+    """The checkpoint at ``path`` and a phrase naming it, after checking it holds one of ``model_names`` on
+    ``dataset_name``.
 
     In a distributed run rank 0 reads it and hands it to the other ranks, which may sit on machines without the
     file (a ``training_order: cloud_first`` run's cloud model is written by rank 0 only).
@@ -36,8 +41,9 @@ def _read_checkpoint(path, key, model_name, dataset_name):
         checkpoint = load_checkpoint(path, map_location="cpu")
     trained = json.loads(checkpoint["config"])
     where = f"Checkpoint file '{path}' ({key})"
-    if str(trained.get("model", "")).lower() != model_name.lower():
-        raise CheckpointError(f"{where} holds a {trained.get('model')!r} model, not the {model_name!r} {key} needs.")
+    if str(trained.get("model", "")).lower() not in [name.lower() for name in model_names]:
+        needed = " or ".join(repr(name) for name in model_names)
+        raise CheckpointError(f"{where} holds a {trained.get('model')!r} model, not the {needed} {key} needs.")
     if trained.get("dataset") != dataset_name:
         raise CheckpointError(f"{where} was trained on dataset {trained.get('dataset')!r}, not {dataset_name!r}.")
     return checkpoint, trained, where
@@ -69,14 +75,15 @@ def load_backbone_checkpoint(backbone, path, config):
             ``MAX_ITEM_LIST_LENGTH`` or item count).
     """
     backbone_name = config["backbone"]
-    checkpoint, trained, where = _read_checkpoint(path, "backbone_checkpoint", backbone_name, config["dataset"])
+    checkpoint, trained, where = _read_checkpoint(path, "backbone_checkpoint", [backbone_name], config["dataset"])
     _check_settings(trained, config, function_settings(backbone_name), where)
     _load_into(backbone, checkpoint["state_dict"], where, "backbone")
 
 
 def load_cloud_checkpoint(cloud_modules, path, config):
-    """Load the cloud model of ``path`` (a DUET on ``config``'s dataset) into ``cloud_modules``
-    (``{"backbone": ..., "classifier": ...}``, named as in the checkpoint's state dict) and keep them fixed.
+    """Load the cloud model of ``path`` (a DUET, or a Finetune holding the same cloud model, on ``config``'s dataset)
+    into ``cloud_modules`` (``{"backbone": ..., "classifier": ...}``, named as in the checkpoint's state dict) and
+    keep them fixed. What else the checkpoint holds (a DUET's generator and adapter) is not the cloud model's.
 
     Raises:
         CheckpointError: naming the file, when it holds another model or dataset, was trained with another
@@ -84,7 +91,7 @@ def load_cloud_checkpoint(cloud_modules, path, config):
             key: same shapes, another function), or holds parameters of other shapes (another item count or
             number of dynamic layers).
     """
-    checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", "DUET", config["dataset"])
+    checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", CLOUD_MODELS, config["dataset"])
     _check_settings(trained, config, ("backbone", "duet_activation") + function_settings(config["backbone"]), where)
     for name, module in cloud_modules.items():
         prefix = name + "."

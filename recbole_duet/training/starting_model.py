@@ -6,7 +6,7 @@ the dynamic layers as the identity. RecBole validates only after each epoch, so 
 validated above its start kept its least bad epoch, a model worse on validation than the one it began as (Beauty,
 DUET(GRU4Rec), seed 2022: 0.0504 against its cloud model's 0.0505, docs/study-log.md). Here the starting model is
 validated once before training and competes for the best checkpoint like an epoch, kept only when it validates
-strictly above every epoch. It takes no part in early stopping, and RecBole's full-ranking validation draws from no
+strictly above every epoch (a model with nothing to train is its own result). It takes no part in early stopping, and RecBole's full-ranking validation draws from no
 random stream, so the training itself runs exactly as it would without it (tests/test_starting_model.py).
 """
 
@@ -24,6 +24,12 @@ def declared(config, question):
 def starts_from_trained_model(config):
     """Whether ``config``'s model starts from a trained model rather than from a random initialisation."""
     return declared(config, "starts_from_trained_model")
+
+
+def has_nothing_to_train(config):
+    """Whether ``config``'s model comes trained and stays as loaded (the fine-tuning baseline: each device tunes its
+    copy as it is scored), so that a run of it validates and tests the starting model without training it."""
+    return declared(config, "has_nothing_to_train")
 
 
 class StartingModel:
