@@ -6,10 +6,12 @@ with a pruner stopping trials whose validation falls behind.
         --params-file benchmarks/configs/search-beauty-time-gru4rec.hyper --dataset beauty-time \\
         --out benchmarks/results/search-pruning-beauty-time
 
-Both studies live in ``<out>/studies.db`` (SQLite), one worker each, run one after the other on the same machine;
-a study finished before is read back, not run again. Output: ``<out>/search_pruning.json`` (every trial's
-parameters, end, epochs, seconds and validation curve; each study's totals and chosen setting) and
-``search_pruning.md``.
+The studies live in ``<out>/studies.db`` (SQLite), one worker each, run one after the other on the same machine;
+a study finished before is read back, not run again. ``--replay`` pruners are not trained but replayed on the
+unpruned study's curves: a trial trains the same epochs whatever stops it later (one seed, one machine), so a
+pruner's decisions on them are the ones it would make in a real run; their seconds are the unpruned trials'
+seconds in proportion to the epochs kept. Output: ``<out>/search_pruning.json`` (every trial's parameters, end,
+epochs, seconds and validation curve; each study's totals and chosen setting) and ``search_pruning.md``.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import optuna
 import torch
 
 from benchmarks.run import machine_description, write_json_atomically
+from recbole_duet.config import Config
 from recbole_duet.search import optuna_search
 
 
@@ -29,6 +32,9 @@ def build_parser():
     parser.add_argument("--model", default="DUET")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--pruners", nargs="+", default=["none", "median"], choices=optuna_search.PRUNERS)
+    parser.add_argument(
+        "--replay", nargs="*", default=[], choices=optuna_search.PRUNERS, help="pruners replayed on the unpruned curves"
+    )
     parser.add_argument("--out", required=True)
     return parser
 
@@ -58,6 +64,47 @@ def study_summary(study):
         "seconds": round(sum(row["seconds"] for row in rows), 1),
         "chosen": study.best_trial.params if complete else None,
         "chosen_valid": study.best_value if complete else None,
+    }
+
+
+def replay(name, pruner, unpruned, direction):
+    """What ``pruner`` makes of the unpruned study's trials, in their order: each trial's curve reported epoch by
+    epoch until the pruner stops it. Returns a study summary like :func:`study_summary`'s. The study is named
+    ``replay-<name>``: Hyperband assigns trials to brackets by the study's name."""
+    study = optuna.create_study(study_name=f"replay-{name}", direction=direction, pruner=pruner)
+    best = max if direction == "maximize" else min
+    rows = []
+    for reference in unpruned["trials"]:
+        trial = study.ask()
+        curve = reference["valid_curve"]
+        pruned = False
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch - 1)
+            pruned = trial.should_prune()  # as run_trial asks after every epoch, the last one too
+            if pruned:
+                break
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, best(curve))
+        rows.append({
+            **reference,
+            "state": "pruned" if pruned else "complete",
+            "epochs": epoch,
+            "seconds": round(reference["seconds"] * epoch / len(curve), 1),
+            "best_valid": None if pruned else best(curve),
+            "valid_curve": curve[:epoch],
+            "reason": "replayed" if pruned else None,
+        })
+    complete = [row for row in rows if row["state"] == "complete"]
+    chosen = best(complete, key=lambda row: row["best_valid"]) if complete else None
+    return {
+        "trials": rows,
+        "epochs": sum(row["epochs"] for row in rows),
+        "seconds": round(sum(row["seconds"] for row in rows), 1),
+        "chosen": chosen and chosen["params"],
+        "chosen_valid": chosen and chosen["best_valid"],
+        "replayed": True,
     }
 
 
@@ -94,9 +141,12 @@ def markdown(result):
         )
         lines.append(
             f"| {name} | {states.count('complete')} / {states.count('pruned')} | {s['epochs']} | {s['seconds']:.0f} | "
-            f"{chosen} ({s['chosen_valid']:.4f}) | {against} |"
+            f"{chosen or '–'} ({'–' if s['chosen_valid'] is None else format(s['chosen_valid'], '.4f')}) | {against} |"
         )
-    lines += ["", "Each trial (validation NDCG@10 after each epoch):", ""]
+    if any(s.get("replayed") for s in result["studies"].values()):
+        lines += ["", "A replayed pruner was not trained but replayed on the unpruned trials' curves; its seconds are "
+                  "theirs in proportion to the epochs it kept."]
+    lines += ["", "Each trial (its validation curve is in `search_pruning.json`):", ""]
     lines += ["| pruner | trial | setting | end | epochs | seconds | best valid |", "|---|---|---|---|---|---|---|"]
     for name, s in result["studies"].items():
         for row in s["trials"]:
@@ -118,6 +168,12 @@ def main(argv=None):
             study_name=f"pruner-{pruner}", pruner_name=pruner,
         )
         summaries[pruner] = study_summary(study)
+    config = Config(model=args.model, dataset=args.dataset, config_file_list=args.config_files)
+    direction = "maximize" if config["valid_metric_bigger"] else "minimize"
+    for pruner in args.replay:
+        summaries[f"{pruner} (replayed)"] = replay(
+            pruner, optuna_search.make_pruner(pruner, config["epochs"]), summaries["none"], direction
+        )
     result = {
         "model": args.model,
         "dataset": args.dataset,

@@ -6,10 +6,11 @@ import datetime
 import optuna
 import pytest
 
-from benchmarks.search_pruning import build_parser, comparison, markdown, study_summary
+from benchmarks.search_pruning import build_parser, comparison, markdown, replay, study_summary
+from recbole_duet.search.optuna_search import make_pruner
 
 START = datetime.datetime(2026, 12, 6, 6, 0, 0)
-GRID = {"update_dropout": optuna.distributions.CategoricalDistribution([0.0, 0.3])}
+GRID = {"update_dropout": optuna.distributions.CategoricalDistribution([0.0, 0.3, 0.5])}
 
 
 def add_trial(study, dropout, curve, seconds, pruned=False):
@@ -61,3 +62,48 @@ def test_the_pruners_compared_are_optunas_names():
     assert build_parser().parse_args(["--config-files", "a", "--params-file", "g", "--dataset", "d", "--out", "o"]).pruners == ["none", "median"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--config-files", "a", "--params-file", "g", "--dataset", "d", "--out", "o", "--pruners", "asha"])
+
+
+def unpruned_summary():
+    """Three unpruned trials whose curves peak at once and fall; the third's best stays behind."""
+    study = optuna.create_study(direction="maximize")
+    add_trial(study, 0.0, [0.50, 0.40, 0.30, 0.20], 40)
+    add_trial(study, 0.3, [0.60, 0.50, 0.40], 30)
+    add_trial(study, 0.5, [0.45, 0.44, 0.43, 0.42], 40)
+    return study_summary(study)
+
+
+def test_a_replayed_pruner_stops_the_trials_it_would_have_stopped():
+    replayed = replay("median-of-best", make_pruner("median-of-best", 100), unpruned_summary(), "maximize")
+    third = replayed["trials"][2]
+    assert (third["state"], third["epochs"], third["seconds"], third["best_valid"]) == ("pruned", 2, 20.0, None)
+    assert third["valid_curve"] == [0.45, 0.44]
+    assert (replayed["epochs"], replayed["seconds"], replayed["chosen"]) == (9, 90.0, {"update_dropout": 0.3})
+    # Optuna's median sets the third trial's best against the others' falling values: it runs to its end
+    assert replay("median", make_pruner("median", 100), unpruned_summary(), "maximize")["epochs"] == 11
+
+
+def test_replaying_no_pruner_gives_back_the_unpruned_study():
+    unpruned = unpruned_summary()
+    replayed = replay("none", make_pruner("none", 100), unpruned, "maximize")
+    assert [row["state"] for row in replayed["trials"]] == ["complete"] * 3
+    assert {k: replayed[k] for k in ("epochs", "seconds", "chosen", "chosen_valid")} == {
+        k: unpruned[k] for k in ("epochs", "seconds", "chosen", "chosen_valid")
+    }
+
+
+def test_a_replay_minimising_chooses_the_lowest():
+    study = optuna.create_study(direction="minimize")
+    add_trial(study, 0.0, [0.5, 0.4], 10)  # add_trial records max(curve) as the value: the replay recomputes it
+    add_trial(study, 0.3, [0.6, 0.3], 10)
+    replayed = replay("none", make_pruner("none", 100), study_summary(study), "minimize")
+    assert replayed["chosen"] == {"update_dropout": 0.3}
+
+
+def test_a_trial_pruned_at_its_last_epoch_counts_as_pruned():
+    study = optuna.create_study(direction="maximize")
+    add_trial(study, 0.0, [0.5, 0.4], 10)
+    add_trial(study, 0.3, [0.6, 0.5], 10)
+    add_trial(study, 0.5, [0.1, 0.1], 10)  # its early stop came at epoch 2, where the pruner judges it
+    replayed = replay("median-of-best", make_pruner("median-of-best", 100), study_summary(study), "maximize")
+    assert [row["state"] for row in replayed["trials"]] == ["complete", "complete", "pruned"]
