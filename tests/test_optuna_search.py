@@ -6,8 +6,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import sqlite3
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
@@ -82,21 +82,32 @@ def test_a_stopped_grid_resumes_where_it_stopped(tmp_path):
     assert len(again.trials) == 4
 
 
-def test_a_trial_whose_worker_died_runs_again_when_the_search_resumes(tmp_path, monkeypatch):
-    monkeypatch.setattr(optuna_search, "HEARTBEAT_S", 1)
+def test_a_trial_whose_worker_died_runs_again_when_the_search_resumes(tmp_path):
     (tmp_path / "space").write_text(GRID)
     space = optuna_search.read_search_space(str(tmp_path / "space"))
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna_search.prepare_study(storage, "s", space, "grid", optuna.pruners.NopPruner(), "maximize")
-    dead = optuna_search.ask_queued(study)  # taken by a worker that was killed after its first heartbeat
+    dead = optuna_search.ask_queued(study)  # taken by a worker that was killed after its heartbeat an hour ago
     study._storage.record_heartbeat(dead._trial_id)  # noqa: SLF001
-    time.sleep(2.5)  # longer than the grace period of two heartbeats: no worker speaks for it any more
+    with sqlite3.connect(tmp_path / "study.db") as database:
+        database.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-1 hour')")
     resumed = search(tmp_path, GRID, partial(fake_training, curves={0.01: [0.1], 0.02: [0.2]}))
     states = sorted(t.state.name for t in resumed.trials)
     assert states == ["COMPLETE"] * 4 + ["FAIL"]
     complete = {tuple(sorted(t.params.items())) for t in resumed.trials if t.state.name == "COMPLETE"}
     assert len(complete) == 4  # the dead worker's grid point too
     assert [t.number for t in resumed.trials if t.state.name == "FAIL"] == [dead.number]
+
+
+def test_a_trial_whose_worker_is_alive_is_left_to_it(tmp_path):
+    (tmp_path / "space").write_text(GRID)
+    space = optuna_search.read_search_space(str(tmp_path / "space"))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna_search.prepare_study(storage, "s", space, "grid", optuna.pruners.NopPruner(), "maximize")
+    alive = optuna_search.ask_queued(study)  # another worker is training it and has just said so
+    study._storage.record_heartbeat(alive._trial_id)  # noqa: SLF001
+    joined = search(tmp_path, GRID, partial(fake_training, curves={0.01: [0.1], 0.02: [0.2]}))
+    assert sorted(t.state.name for t in joined.trials) == ["COMPLETE"] * 3 + ["RUNNING"]
 
 
 def test_a_trial_below_the_median_stops_before_its_epoch_budget(tmp_path):
