@@ -251,3 +251,76 @@ def test_a_generator_reading_backbone_states_is_refused(tmp_path):
     checkpoint, _, _ = perturbed_checkpoint(str(tmp_path), "SASRec", generator_input="backbone")
     with pytest.raises(ConfigError, match="generator_input"):
         export_bundle(checkpoint, str(tmp_path / "b"))
+
+
+def verified(monkeypatch, reference, exported, max_users=1000):
+    """``verify_bundle`` on stand-ins: a model whose ``full_sort_predict`` gives ``reference`` (users x items) and a
+    device whose scores for user ``u`` are ``exported[u]`` (the generator's payload for a user is its row)."""
+    from types import SimpleNamespace
+
+    from recbole.data.interaction import Interaction
+
+    from recbole_duet.deploy import verify
+
+    class Generator:
+        window_size = 2
+
+        def __init__(self, folder):
+            pass
+
+        def generate(self, windows):
+            return list(range(len(windows)))
+
+    class Device:
+        vocabulary = SimpleNamespace(tokens=[f"t{i}" for i in range(reference.shape[1])])
+
+        def __init__(self, folder):
+            pass
+
+        def scores(self, history, payload):
+            return exported[payload]
+
+    monkeypatch.setattr(verify, "BundleGenerator", Generator)
+    monkeypatch.setattr(verify, "DeviceModel", Device)
+    users = len(reference)
+    rows = Interaction({"item_id_list": torch.ones(users, 3, dtype=torch.long), "item_length": torch.full((users,), 2)})
+    model = SimpleNamespace(
+        ITEM_SEQ="item_id_list", ITEM_SEQ_LEN="item_length", full_sort_predict=lambda rows: torch.from_numpy(reference[: len(rows)])
+    )
+    return verify.verify_bundle("b", model, SimpleNamespace(_dataset=SimpleNamespace(inter_feat=rows)), max_users)
+
+
+def scores_row():
+    return np.array([0.0] + [0.1 * k for k in range(11, 0, -1)])  # padding, then items 1..11 best first
+
+
+def test_the_verification_report_counts_a_swap_beyond_the_tolerance_at_both_levels(monkeypatch):
+    """999 users match exactly; the last one has its two best items within 0.9e-4 of PyTorch's scores but in the other order,
+    which PyTorch scores 1.5e-4 apart: both fractions are 0.999, just the target, so the bundle passes."""
+    reference = np.tile(scores_row(), (1000, 1))
+    reference[-1, [1, 2]] = [2.0 + 1.5e-4, 2.0]
+    exported = reference.copy()
+    exported[-1, [1, 2]] = [2.0 + 0.6e-4, 2.0 + 0.9e-4]
+    report = verified(monkeypatch, reference, exported)
+    assert report == {
+        "users": 1000,
+        "max_abs_score_diff": pytest.approx(0.9e-4, abs=1e-12),
+        "top10_identical": 0.999,
+        "top10_identical_up_to_ties": 0.999,
+    }
+    first_ten = verified(monkeypatch, reference, exported, max_users=10)  # the user with the swap is not among them
+    assert first_ten == {"users": 10, "max_abs_score_diff": 0.0, "top10_identical": 1.0, "top10_identical_up_to_ties": 1.0}
+
+
+def test_the_bundle_is_refused_past_either_target_and_kept_at_them(monkeypatch):
+    reference = np.tile(scores_row(), (2, 1))
+    at_the_limit = reference.copy()
+    at_the_limit[:, 0] = 1e-4  # the padding item is never ranked: the score difference alone is at its limit
+    report = verified(monkeypatch, reference, at_the_limit)
+    assert report["max_abs_score_diff"] == 1e-4 and report["top10_identical"] == 1.0
+    with pytest.raises(BundleError, match="does not reproduce the PyTorch model"):
+        verified(monkeypatch, reference, reference + 0.01)  # the same rankings, every score off by 0.01
+    swapped = reference.copy()
+    swapped[1, [1, 2]] = swapped[1, [2, 1]]  # the same scores, one user's top two in the other order
+    with pytest.raises(BundleError, match="top10_identical_up_to_ties >= 0.999"):
+        verified(monkeypatch, reference, swapped)

@@ -21,7 +21,12 @@ class StandIn(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         server = self.server
         server.seen.append(
-            {"path": self.path, "headers": dict(self.headers), "body": self.rfile.read(int(self.headers["Content-Length"]))}
+            {
+                "requestline": self.requestline,  # as sent: http.server reduces a leading "//" of self.path to "/"
+                "path": self.path,
+                "headers": dict(self.headers),
+                "body": self.rfile.read(int(self.headers["Content-Length"])),
+            }
         )
         time.sleep(server.delay_s)
         status, body = server.reply
@@ -121,3 +126,27 @@ def test_an_unknown_item_is_named_and_a_long_token_cut_to_80_characters():
     assert str(short) == f"window[2]: unknown item token {'x' * 80!r}" and short.field == "window[2]"
     long = UnknownItemError("window[0]", "y" * 81)
     assert str(long) == f"window[0]: unknown item token {'y' * 77 + '...'!r}"
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/duetX/"])
+def test_the_request_line_is_the_urls_path_plus_v1_generate_with_one_slash(stand_in, suffix):
+    """The url's trailing slash (only that) is dropped before ``/v1/generate``: a service behind a path prefix keeps it."""
+    request_parameters(url(stand_in, suffix), ["i1"])
+    prefix = suffix.rstrip("/")
+    assert stand_in.seen[0]["requestline"] == f"POST {prefix}/v1/generate HTTP/1.1"
+
+
+def test_the_request_gives_up_after_10_seconds_by_default(monkeypatch):
+    """The default timeout, read off the call instead of waited for."""
+    import io
+    import urllib.request
+
+    calls = []
+
+    def urlopen(request, timeout):
+        calls.append((request.get_method(), request.full_url, timeout))
+        return io.BytesIO(b'{"parameters": ""}')
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    assert request_parameters("http://device.test", ["i1"]) == {"parameters": ""}
+    assert calls == [("POST", "http://device.test/v1/generate", 10)]

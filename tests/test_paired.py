@@ -210,3 +210,40 @@ def test_comparisons_bootstrapped_together_get_the_intervals_they_get_alone():
         assert batched["mean_difference"] == alone["mean_difference"]
     assert together[0]["ci95"] != together[2]["ci95"]  # each column is its own comparison
     assert together[1]["seeds"] == [1]
+
+
+def test_a_report_prints_an_interval_signed_to_four_places():
+    from benchmarks.paired import interval
+
+    assert interval((-0.0012, 0.0034)) == "[-0.0012, +0.0034]"
+    assert interval((0.5, 1.0)) == "[+0.5000, +1.0000]"
+
+
+def test_the_refusal_to_pair_says_why_in_full():
+    from benchmarks.paired import aligned_differences
+
+    with pytest.raises(ValueError) as error:
+        aligned_differences(run([1, 2], [0.0, 1.0]), run([2, 1], [0.0, 1.0]), "ndcg@10")
+    assert str(error.value) == "the two runs evaluated different users: they cannot be paired"
+
+
+def test_a_request_without_a_common_seed_leaves_the_later_ones_compared():
+    first, second = {1: run([1, 2], [1.0, 0.5])}, {1: run([1, 2], [0.5, 0.5])}
+    lonely = ({1: run([1], [0.0])}, {2: run([1], [0.0])}, "recall@10")
+    none, result = compare_all([lonely, (first, second, "ndcg@10")])
+    assert none is None
+    assert result["metric"] == "ndcg@10" and result["seeds"] == [1]
+    assert result["mean_difference"] == pytest.approx(0.25) and (result["users"], result["cases"]) == (2, 2)
+
+
+def test_users_with_several_cases_each_get_a_per_user_interval_of_their_means():
+    """Every user has several cases, in unequal numbers, so the per-user interval is not the per-case one. User 1
+    has 2 cases that gain 1, users 2-4 have 3 cases that gain 0. A resample draws user 1 ``a`` times of 4 (binomial,
+    p = 1/4): per case its mean is 2a / (2a + 3(4 - a)), per user a / 4. a = 0 has probability 0.32, a <= 2 0.95
+    and a <= 3 0.996, so the 95% bounds are a = 0 and a = 3: per case [0, 6/9], per user [0, 3/4]."""
+    users = [1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    gains = [1.0, 1.0] + [0.0] * 9
+    result = compare({1: run(users, gains)}, {1: run(users, [0.0] * 11)}, "ndcg@10")
+    assert result["mean_difference"] == pytest.approx(2 / 11) and result["per_user_mean_difference"] == 0.25
+    assert result["ci95"] == pytest.approx((0.0, 6 / 9))
+    assert result["per_user_ci95"] == pytest.approx((0.0, 0.75))

@@ -101,3 +101,34 @@ def test_saved_arrays_load_back_and_group_by_model_and_seed(tmp_path):
     runs = per_user_runs(records, str(tmp_path))
     assert list(runs) == ["GRU4Rec"] and list(runs["GRU4Rec"]) == [2020]
     np.testing.assert_array_equal(runs["GRU4Rec"][2020]["users"], arrays["users"])
+
+
+def test_a_target_ranked_tenth_counts_at_10_and_not_before(tiny_config_dict):
+    """Nine items score above every test target: each row's ndcg@10 is 1 / log2(11) and its recall@10 is 1 (at 9
+    both would be 0), so the per-user columns are read at rank 10 exactly."""
+    config, (_, _, test), model = build_pipeline(tiny_config_dict, model="GRU4Rec")
+    n_items, item_field = model.n_items, config["ITEM_ID_FIELD"]
+
+    def full_sort_predict(interaction):
+        targets = interaction[item_field]
+        scores = torch.zeros(len(targets), n_items)
+        rows = torch.arange(len(targets))
+        scores[rows, targets] = 1.0
+        for step in range(1, 10):  # nine real items other than the target: (t + step) mod 40 + 1 never returns t
+            scores[rows, (targets + step) % (n_items - 1) + 1] = 2.0
+        return scores
+
+    model.full_sort_predict = full_sort_predict
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    result, per_user = evaluate_per_user(trainer, test)
+    assert len(per_user["users"]) == 30
+    np.testing.assert_allclose(per_user["ndcg@10"], np.full(30, 1 / math.log2(11)), rtol=1e-6)
+    np.testing.assert_array_equal(per_user["recall@10"], np.ones(30))
+    assert result["ndcg@10"] == pytest.approx(1 / math.log2(11), abs=1e-4) and result["recall@10"] == 1.0
+
+
+def test_a_per_user_file_holding_pickled_objects_is_not_loaded(tmp_path):
+    """The arrays are numbers: a file that needs pickle to load (which could run code) is refused."""
+    np.savez(tmp_path / "evil.npz", users=np.array([{"not": "a number"}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        load_per_user(str(tmp_path), {"per_user_file": "evil.npz"})

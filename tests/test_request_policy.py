@@ -199,3 +199,11 @@ def test_deciding_on_the_device_imports_neither_torch_nor_recbole(bundle):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["heavy"] == [] and report["asks"][0] is True
+
+
+def test_a_device_without_interactions_replays_to_an_empty_boolean_mask():
+    """An empty replay is still a mask: it selects from (empty) per-interaction arrays, where a float array fails."""
+    for requests in (replay(EveryK(3), n=0), replay(Drift(0.5), codes=np.zeros((0, 4)))):
+        assert requests.dtype == np.bool_ and requests.shape == (0,)
+        assert np.arange(0)[requests].tolist() == []
+    assert replay(Always(), n=2).dtype == np.bool_

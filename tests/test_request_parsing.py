@@ -1,0 +1,16 @@
+"""The batch request parser alone, without a bundle or an app: a ``windows`` field that is not a non-empty array
+is refused with 422 before anything counts or reads its windows."""
+
+import pytest
+
+from recbole_duet.device.bundle import ItemVocabulary
+from recbole_duet.serving.requests import RequestError, parse_batch
+
+
+@pytest.mark.parametrize("windows, kind", [([], "array"), ({"a": ["a"]}, "object"), ("a", "string"), (3, "number")])
+def test_windows_must_be_a_non_empty_array(windows, kind):
+    vocabulary = ItemVocabulary(["[PAD]", "a"])
+    with pytest.raises(RequestError) as error:
+        parse_batch({"windows": windows}, vocabulary, 5, max_devices=4)
+    assert error.value.status == 422
+    assert error.value.message == f"windows: must be a non-empty array of windows, got {kind}"
