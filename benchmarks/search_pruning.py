@@ -47,7 +47,8 @@ def trial_row(trial):
         "state": trial.state.name.lower(),
         "epochs": trial.user_attrs.get("epochs"),
         "seconds": round(seconds, 1),
-        "best_valid": trial.value,
+        # Optuna gives a pruned trial its last reported value; its best is only known for a trial that finished
+        "best_valid": trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
         "valid_curve": [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)],
         "reason": trial.user_attrs.get("reason"),
     }

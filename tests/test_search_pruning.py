@@ -18,7 +18,7 @@ def add_trial(study, dropout, curve, seconds, pruned=False):
     study.add_trial(
         optuna.trial.FrozenTrial(
             number=0, trial_id=0, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE,
-            value=None if pruned else max(curve), params={"update_dropout": dropout}, distributions=GRID,
+            value=curve[-1] if pruned else max(curve), params={"update_dropout": dropout}, distributions=GRID,
             datetime_start=START, datetime_complete=START + datetime.timedelta(seconds=seconds),
             intermediate_values=dict(enumerate(curve)), system_attrs={},
             user_attrs={"epochs": len(curve), **({"reason": "below the median"} if pruned else {})},
