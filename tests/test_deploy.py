@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import onnx
@@ -324,3 +325,117 @@ def test_the_bundle_is_refused_past_either_target_and_kept_at_them(monkeypatch):
     swapped[1, [1, 2]] = swapped[1, [2, 1]]  # the same scores, one user's top two in the other order
     with pytest.raises(BundleError, match="top10_identical_up_to_ties >= 0.999"):
         verified(monkeypatch, reference, swapped)
+
+
+def test_top_k_puts_equal_scores_in_item_id_order_in_a_long_row():
+    """Past 16 items numpy's default sort is not stable: 30 items at 1 and 30 at 2 must come out by item id."""
+    scores = np.array([[0.0] + [1.0] * 30 + [2.0] * 30], dtype=np.float32)
+    assert top_k(scores)[0].tolist() == list(range(31, 41))
+    assert top_k(scores, k=35)[0].tolist() == list(range(31, 61)) + [1, 2, 3, 4, 5]
+
+
+def test_top_k_ranks_integer_scores_too():
+    assert top_k([[9, 3, 1, 2, 3]], k=3).tolist() == [[1, 4, 3]]  # the padding's 9 does not count
+
+
+def test_encoded_json_payloads_are_float32_unless_asked():
+    codec = PayloadCodec({"model_version": "v1", "payload": [{"name": "w", "shape": [2]}]})
+    tensors = [np.array([[1.0, -2.0], [0.5, 0.0]])]
+    texts = codec.encode_json(tensors)
+    assert [json.loads(text) for text in texts] == codec.encode(tensors, "float32")
+    assert json.loads(texts[0])["dtype"] == "float32"
+    np.testing.assert_array_equal(codec.decode(json.loads(texts[1]))["w"], [[0.5, 0.0]])
+
+
+class Noisy(torch.nn.Module):
+    """Doubles its input, warning while traced as the exporter and the model's own code might."""
+
+    def forward(self, x):
+        warnings.warn("shapes read as constants", torch.jit.TracerWarning)
+        warnings.warn("Exporting a model to ONNX with a batch_size other than 1, with a variable length ...")
+        warnings.warn("a warning the export does not expect", UserWarning)
+        return x * 2
+
+
+def test_the_export_hides_only_tracer_and_batch_size_warnings_and_names_the_outputs(tmp_path):
+    from recbole_duet.deploy.export import _export_graph
+
+    path = str(tmp_path / "noisy.onnx")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _export_graph(Noisy(), (torch.ones(2, 3),), path, ["x"], ["doubled"], {"x": {0: "batch"}, "doubled": {0: "batch"}})
+    messages = {str(warning.message) for warning in caught}
+    assert "a warning the export does not expect" in messages
+    assert not [m for m in messages if m.startswith(("shapes read as constants", "Exporting a model to ONNX with a batch"))]
+    exported = onnx.load(path)
+    assert [value.name for value in exported.graph.input] == ["x"]
+    assert [value.name for value in exported.graph.output] == ["doubled"]
+    assert [entry.version for entry in exported.opset_import if entry.domain in ("", "ai.onnx")] == [17]  # ONNX_OPSET
+
+
+@pytest.mark.parametrize("bundle", ["GRU4Rec-rank4"], indirect=True)
+def test_recommend_gives_ten_items_best_first_equal_scores_by_item_id(bundle, monkeypatch):
+    folder, *_ = bundle
+    device = DeviceModel(folder)
+    n = len(device.vocabulary)
+    scores = np.array([5.0] + [1.0] * 20 + [2.0] * (n - 21), dtype=np.float32)  # the padding's 5 never counts
+    monkeypatch.setattr(device, "scores", lambda history, payload: scores.copy())
+    tokens = device.vocabulary.tokens
+    assert device.recommend(["any"], None) == [(tokens[item], 2.0) for item in range(21, 31)]
+    with pytest.raises(BundleError) as error:
+        DeviceModel(folder).recommend([], device.global_payload())
+    assert str(error.value) == "history: needs at least one item"
+
+
+def graph_interface(path):
+    """``({input: dims}, {output: dims})`` of an ONNX file, a dim being its symbolic name or its size."""
+    graph = onnx.load(path).graph
+
+    def dims(value):
+        return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+
+    return {value.name: dims(value) for value in graph.input}, {value.name: dims(value) for value in graph.output}
+
+
+@pytest.mark.parametrize("backbone", ["GRU4Rec", "DIN"])
+def test_the_graphs_name_their_inputs_outputs_and_batch_axes(tmp_path, backbone):
+    """The graphs are the bundle's interface to a device runtime in any language: outputs by name, the device batch
+    (and DIN's candidate) axes symbolic. Exported here, not by the module's fixture, so that each export runs here."""
+    folder, manifest, *_ = exported_bundle(str(tmp_path), backbone, verify_users=0)
+    payload = [entry["name"] for entry in manifest["payload"]]
+    inputs, outputs = graph_interface(os.path.join(folder, "generator.onnx"))
+    assert inputs == {"window": ["devices", 4], "window_len": ["devices"]}
+    assert list(outputs) == payload and {name: dims[0] for name, dims in outputs.items()} == dict.fromkeys(payload, "devices")
+    inputs, outputs = graph_interface(os.path.join(folder, "device.onnx"))
+    assert inputs["item_seq"] == ["devices", 8] and inputs["item_seq_len"] == ["devices"]
+    assert list(inputs)[-len(payload):] == payload and all(inputs[name][0] == "devices" for name in payload)
+    if backbone == "DIN":
+        assert list(inputs)[2] == "items" and inputs["items"] == ["devices", "candidates"]
+        assert outputs == {"scores": ["devices", "candidates"]}
+    else:
+        assert len(inputs) == 2 + len(payload) and outputs == {"scores": ["devices", manifest["n_items"]]}
+    inputs, outputs = graph_interface(os.path.join(folder, "code.onnx"))
+    assert inputs == {"item_seq": ["devices", 8], "item_seq_len": ["devices"]}
+    assert list(outputs) == ["code"] and outputs["code"][0] == "devices"
+
+
+def test_a_re_export_replaces_the_bundle_reads_a_moved_dataset_and_verifies_1000_users(tmp_path, monkeypatch):
+    """Exporting again into a bundle folder replaces its manifest; ``data_path`` finds a dataset moved since
+    training; verification runs on at most 1,000 test users unless told (the check itself is stubbed here)."""
+    from recbole_duet.deploy import verify
+    from recbole_duet.deploy.export import export_bundle
+
+    checkpoint, _, _ = perturbed_checkpoint(str(tmp_path), "GRU4Rec")
+    os.rename(tmp_path / "data", tmp_path / "moved")
+    asked = []
+    monkeypatch.setattr(verify, "verify_bundle", lambda folder, model, loader, users: asked.append(users) or {"users": 30})
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"model_version": "an earlier export"}')
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    monkeypatch.chdir(tmp_path)
+    manifest = export_bundle(checkpoint, str(folder), data_path=str(tmp_path / "moved"))
+    assert asked == [1000] and manifest["verification"] == {"users": 30}
+    assert manifest["dataset"] == "tiny" and manifest["backbone"] == "GRU4Rec"
+    with open(folder / "manifest.json", encoding="utf-8") as file:
+        assert json.load(file) == manifest

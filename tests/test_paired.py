@@ -247,3 +247,22 @@ def test_users_with_several_cases_each_get_a_per_user_interval_of_their_means():
     assert result["mean_difference"] == pytest.approx(2 / 11) and result["per_user_mean_difference"] == 0.25
     assert result["ci95"] == pytest.approx((0.0, 6 / 9))
     assert result["per_user_ci95"] == pytest.approx((0.0, 0.75))
+
+
+def test_the_bootstrap_takes_the_2_5_and_97_5_percentiles_of_seed_0s_resampled_means():
+    """One group, one chunk of draws: the resampled means are the seed-0 multinomial counts times the values over
+    the user count, and the interval is their 2.5th and 97.5th percentiles (so a report's CI reproduces)."""
+    values = np.array([0.3, -1.2, 0.8, 2.5, 0.0, -0.4, 1.1, 0.6, -2.0, 0.9, 1.7])
+    n = len(values)
+    draws = np.random.default_rng(0).multinomial(n, np.full(n, 1.0 / n), size=400)
+    expected = np.percentile(draws @ values / n, [2.5, 97.5])
+    ((low, high),) = stratified_bootstrap_cis([values[:, None]], n_resamples=400)
+    assert (low, high) == pytest.approx(tuple(expected), rel=1e-12, abs=1e-15)
+    assert stratified_bootstrap_cis([values[:, None]], n_resamples=400, seed=1) != [(low, high)]
+
+
+def test_a_resample_count_that_is_not_a_multiple_of_the_chunk_fills_every_row():
+    from benchmarks.paired import CHUNK
+
+    ((low, high),) = stratified_bootstrap_cis([np.full((7, 1), 0.25)], n_resamples=CHUNK + 250)
+    assert (low, high) == (0.25, 0.25)

@@ -207,3 +207,35 @@ def test_a_device_without_interactions_replays_to_an_empty_boolean_mask():
         assert requests.dtype == np.bool_ and requests.shape == (0,)
         assert np.arange(0)[requests].tolist() == []
     assert replay(Always(), n=2).dtype == np.bool_
+
+
+def test_the_cosine_distance_ignores_both_lengths():
+    assert cosine_distance([3.0, 4.0], [6.0, 8.0]) == 0.0  # the same direction at any length
+    assert cosine_distance([2.0, 0.0], [3.0, 3.0]) == pytest.approx(1 - math.sqrt(0.5), abs=1e-15)
+    assert cosine_distance([0.0, 0.5], [4.0, 0.0]) == 1.0
+    assert cosine_distance([1.0, 0.0], [-3.0, 0.0]) == 2.0
+
+
+def test_float32_codes_are_compared_in_double_precision():
+    """The device graph's codes are float32: their distance is the one of the same values in float64, so a code
+    that did not move is at distance 0 and not at float32's rounding of it."""
+    code = np.array([0.1, 0.7, -0.3], dtype=np.float32)
+    same_in_double = code.astype(np.float64)
+    expected = cosine_distance(same_in_double, same_in_double)
+    assert expected == pytest.approx(0.0, abs=1e-15)
+    assert cosine_distance(code, code) == expected
+    other = np.array([0.2, -0.1, 0.9], dtype=np.float32)
+    assert cosine_distance(code, other) == cosine_distance(same_in_double, other.astype(np.float64))
+
+
+def test_drift_2_is_a_valid_threshold_that_never_asks_again():
+    codes = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    assert replay(Drift(2), codes).tolist() == [True, False, False]
+    assert parse_policy("drift:2") == Drift(2.0)
+
+
+@pytest.mark.parametrize("k", [2.5, True, "3"])
+def test_every_k_takes_only_an_integer(k):
+    with pytest.raises((ValueError, TypeError)) as error:
+        EveryK(k)
+    assert error.type is ValueError and str(error.value) == f"every_k: k must be an integer >= 1, got {k!r}"
