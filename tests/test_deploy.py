@@ -437,5 +437,9 @@ def test_a_re_export_replaces_the_bundle_reads_a_moved_dataset_and_verifies_1000
     manifest = export_bundle(checkpoint, str(folder), data_path=str(tmp_path / "moved"))
     assert asked == [1000] and manifest["verification"] == {"users": 30}
     assert manifest["dataset"] == "tiny" and manifest["backbone"] == "GRU4Rec"
+    assert manifest["checkpoint"] == "DUET-perturbed.pth" and manifest["dtype"] == "float32"
     with open(folder / "manifest.json", encoding="utf-8") as file:
         assert json.load(file) == manifest
+    assert "verification" in export_bundle(checkpoint, str(folder), str(tmp_path / "moved"), verify_users=1)
+    assert "verification" not in export_bundle(checkpoint, str(folder), str(tmp_path / "moved"), verify_users=0)
+    assert asked == [1000, 1]  # 0: no check at all
