@@ -443,3 +443,50 @@ def test_a_re_export_replaces_the_bundle_reads_a_moved_dataset_and_verifies_1000
     assert "verification" in export_bundle(checkpoint, str(folder), str(tmp_path / "moved"), verify_users=1)
     assert "verification" not in export_bundle(checkpoint, str(folder), str(tmp_path / "moved"), verify_users=0)
     assert asked == [1000, 1]  # 0: no check at all
+
+
+def test_a_checkpoint_of_another_model_is_refused_naming_the_model(tmp_path):
+    from recbole_duet.deploy.export import export_bundle
+    from recbole_duet.errors import CheckpointError
+    from recbole_duet.training.checkpoint import save_checkpoint
+
+    save_checkpoint({"config": json.dumps({"model": "SASRec"}), "state_dict": {}}, str(tmp_path / "s.pth"))
+    with pytest.raises(CheckpointError) as error:
+        export_bundle(str(tmp_path / "s.pth"), str(tmp_path / "b"))
+    assert f"Checkpoint '{tmp_path / 's.pth'}' holds model 'SASRec': only DUET checkpoints export." in str(error.value)
+
+
+def test_the_model_version_hashes_names_dtypes_shapes_and_bytes():
+    """The documented recipe, by hand: an int64 buffer by its own bytes, a bfloat16 tensor (which numpy lacks) by
+    its float32 values."""
+    import hashlib
+
+    from recbole_duet.deploy.export import model_version
+
+    state = {"b": torch.tensor([1.5, -2.0], dtype=torch.bfloat16), "a": torch.tensor([3, 70000], dtype=torch.int64)}
+    digest = hashlib.sha256()
+    digest.update(b"a:torch.int64:(2,)")
+    digest.update(np.array([3, 70000], dtype=np.int64).tobytes())
+    digest.update(b"b:torch.bfloat16:(2,)")
+    digest.update(np.array([1.5, -2.0], dtype=np.float32).tobytes())
+    assert model_version(state) == digest.hexdigest()[:16]
+
+
+def test_a_checkpoint_saved_on_a_gpu_exports_on_a_cpu_only_machine(tmp_path, monkeypatch):
+    """Tensors saved from a GPU are tagged ``cuda:0``; export maps them to the CPU instead of failing to load them
+    (the tag is forged here, so this runs without a GPU)."""
+    import torch.serialization
+
+    from recbole_duet.deploy.export import export_bundle
+
+    if torch.cuda.is_available():
+        pytest.skip("the point is a machine without CUDA")
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        checkpoint, _, _ = perturbed_checkpoint(str(tmp_path), "GRU4Rec")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(checkpoint, weights_only=True)  # the forged tag holds
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    monkeypatch.chdir(tmp_path)
+    manifest = export_bundle(checkpoint, str(tmp_path / "bundle"), verify_users=0)
+    assert manifest["backbone"] == "GRU4Rec" and os.path.isfile(tmp_path / "bundle" / "device.onnx")
