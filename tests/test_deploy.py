@@ -490,3 +490,21 @@ def test_a_checkpoint_saved_on_a_gpu_exports_on_a_cpu_only_machine(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     manifest = export_bundle(checkpoint, str(tmp_path / "bundle"), verify_users=0)
     assert manifest["backbone"] == "GRU4Rec" and os.path.isfile(tmp_path / "bundle" / "device.onnx")
+
+
+def test_export_builds_the_generated_model_whatever_the_training_run_started_from(tmp_path, monkeypatch):
+    """A checkpoint trained with ``duet_inference: global``, from a backbone checkpoint (frozen) that is gone since:
+    the export still builds the personalised model from the checkpoint's weights alone, and it verifies."""
+    from recbole_duet.deploy.export import export_bundle
+    from recbole_duet.training.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint, _, _ = perturbed_checkpoint(str(tmp_path), "GRU4Rec")
+    saved = load_checkpoint(checkpoint)
+    config = json.loads(saved["config"])
+    config.update(duet_inference="global", backbone_checkpoint=str(tmp_path / "gone.pth"), freeze_backbone=True)
+    saved["config"] = json.dumps(config)
+    save_checkpoint({key: value for key, value in saved.items() if key != "format"}, checkpoint)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    monkeypatch.chdir(tmp_path)
+    manifest = export_bundle(checkpoint, str(tmp_path / "bundle"))
+    assert manifest["verification"]["users"] == 30 and manifest["verification"]["top10_identical_up_to_ties"] == 1.0
