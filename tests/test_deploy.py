@@ -508,3 +508,18 @@ def test_export_builds_the_generated_model_whatever_the_training_run_started_fro
     monkeypatch.chdir(tmp_path)
     manifest = export_bundle(checkpoint, str(tmp_path / "bundle"))
     assert manifest["verification"]["users"] == 30 and manifest["verification"]["top10_identical_up_to_ties"] == 1.0
+
+
+def test_the_refusal_of_a_backbone_reading_generator_says_what_to_train(tmp_path):
+    from recbole_duet.deploy.export import export_bundle
+    from recbole_duet.errors import ConfigError
+
+    checkpoint, _, _ = perturbed_checkpoint(str(tmp_path), "SASRec", generator_input="backbone")
+    with pytest.raises(ConfigError) as error:
+        export_bundle(checkpoint, str(tmp_path / "b"))
+    assert error.value.key == "generator_input"
+    assert str(error.value) == (
+        "Invalid value 'backbone' for config key 'generator_input': expected 'window' to export: with 'backbone' the "
+        "generator reads the backbone's states over the whole history, so the service would need each device's "
+        "history instead of its real-time window."
+    )
