@@ -523,3 +523,11 @@ def test_the_refusal_of_a_backbone_reading_generator_says_what_to_train(tmp_path
         "generator reads the backbone's states over the whole history, so the service would need each device's "
         "history instead of its real-time window."
     )
+
+
+@pytest.mark.parametrize("payload, kind", [("text", "str"), ([1], "list"), (None, "NoneType")])
+def test_a_payload_that_is_not_an_object_is_named_by_its_type(payload, kind):
+    codec = PayloadCodec({"model_version": "v1", "payload": [{"name": "w", "shape": [2]}]})
+    with pytest.raises(BundleError) as error:
+        codec.decode(payload)
+    assert str(error.value) == f"payload must be a JSON object (a dict), got {kind}"
