@@ -531,3 +531,30 @@ def test_a_payload_that_is_not_an_object_is_named_by_its_type(payload, kind):
     with pytest.raises(BundleError) as error:
         codec.decode(payload)
     assert str(error.value) == f"payload must be a JSON object (a dict), got {kind}"
+
+
+def test_payload_refusals_name_the_field_at_fault():
+    codec = PayloadCodec({"model_version": "v1", "payload": [{"name": "w", "shape": [2]}]})
+    (good,) = codec.encode([np.array([[1.0, -2.0]])])
+
+    def refusal(payload):
+        with pytest.raises(BundleError) as error:
+            codec.decode(payload)
+        return str(error.value)
+
+    assert refusal({"model_version": "v1", "dtype": "float32"}) == "payload 'parameters' is not base85 text: expected ASCII text"
+    assert refusal({**good, "parameters": "caf\u00e9"}) == "payload 'parameters' is not base85 text: expected ASCII text"
+    assert refusal({"error": "overloaded"}) == "payload is the service's error answer, not parameters: overloaded"
+    assert refusal({**good, "model_version": "v0"}) == (
+        "payload 'model_version' is 'v0' but this bundle is version 'v1': "
+        "update the bundle or ask the service that serves this version"
+    )
+    assert refusal({**good, "dtype": "int8"}) == f"payload 'dtype' must be one of {list(PAYLOAD_DTYPES)}, got 'int8'"
+    assert refusal({**good, "parameters": "ab cd"}) == "payload 'parameters' is not base85 text: character ' ' is not base85"
+    assert refusal({**good, "parameters": "~~~~~"}) == (
+        "payload 'parameters' is not base85 text: a 5-character group overflows 32 bits"
+    )
+    (three,) = PayloadCodec({"model_version": "v1", "payload": [{"name": "w", "shape": [3]}]}).encode([np.ones((1, 3))])
+    assert refusal(three) == "payload 'parameters' holds 12 bytes, this bundle's layout needs 8"
+    # a payload that carries parameters is decoded even beside an 'error' field
+    np.testing.assert_array_equal(codec.decode({**good, "error": "ignored"})["w"], [[1.0, -2.0]])
