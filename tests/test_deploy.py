@@ -558,3 +558,13 @@ def test_payload_refusals_name_the_field_at_fault():
     assert refusal(three) == "payload 'parameters' holds 12 bytes, this bundle's layout needs 8"
     # a payload that carries parameters is decoded even beside an 'error' field
     np.testing.assert_array_equal(codec.decode({**good, "error": "ignored"})["w"], [[1.0, -2.0]])
+
+
+def test_base85_text_of_any_length_decodes_as_the_standard_library_does():
+    """Lengths not a multiple of 4 bytes end in a short group, padded with the highest digit before decoding."""
+    for size in range(1, 10):
+        data = bytes((37 * i + 200) % 256 for i in range(size))
+        assert b85decode(base64.b85encode(data).decode("ascii")) == data
+    assert b85decode(base64.b85encode(b"\xff\xff\xff").decode("ascii")) == b"\xff\xff\xff"
+    # text no encoder wrote (its short group is not rounded down) decodes as the standard library's does too
+    assert b85decode("aYp") == base64.b85decode("aYp") == b"qF"
