@@ -568,3 +568,7 @@ def test_base85_text_of_any_length_decodes_as_the_standard_library_does():
     assert b85decode(base64.b85encode(b"\xff\xff\xff").decode("ascii")) == b"\xff\xff\xff"
     # text no encoder wrote (its short group is not rounded down) decodes as the standard library's does too
     assert b85decode("aYp") == base64.b85decode("aYp") == b"qF"
+    assert b85decode("|NsC0") == b"\xff\xff\xff\xff"  # 85-digit |NsC0 is 2**32 - 1, the largest group
+    with pytest.raises(ValueError) as error:
+        b85decode("|NsC1")  # 2**32
+    assert str(error.value) == "a 5-character group overflows 32 bits"
