@@ -377,6 +377,7 @@ def test_the_export_hides_only_tracer_and_batch_size_warnings_and_names_the_outp
 def test_recommend_gives_ten_items_best_first_equal_scores_by_item_id(bundle, monkeypatch):
     folder, *_ = bundle
     device = DeviceModel(folder)
+    assert (device.options.intra_op_num_threads, device.options.inter_op_num_threads) == (1, 1)  # one core by default
     n = len(device.vocabulary)
     scores = np.array([5.0] + [1.0] * 20 + [2.0] * (n - 21), dtype=np.float32)  # the padding's 5 never counts
     monkeypatch.setattr(device, "scores", lambda history, payload: scores.copy())
