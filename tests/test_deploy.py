@@ -378,6 +378,8 @@ def test_recommend_gives_ten_items_best_first_equal_scores_by_item_id(bundle, mo
     folder, *_ = bundle
     device = DeviceModel(folder)
     assert (device.options.intra_op_num_threads, device.options.inter_op_num_threads) == (1, 1)  # one core by default
+    used = device.session.get_session_options()  # the options the session was built with, not onnxruntime's defaults
+    assert (used.intra_op_num_threads, used.inter_op_num_threads) == (1, 1)
     n = len(device.vocabulary)
     scores = np.array([5.0] + [1.0] * 20 + [2.0] * (n - 21), dtype=np.float32)  # the padding's 5 never counts
     monkeypatch.setattr(device, "scores", lambda history, payload: scores.copy())
