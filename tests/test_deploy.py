@@ -575,3 +575,18 @@ def test_base85_text_of_any_length_decodes_as_the_standard_library_does():
     with pytest.raises(ValueError) as error:
         b85decode("|NsC1")  # 2**32
     assert str(error.value) == "a 5-character group overflows 32 bits"
+
+
+def test_a_folder_that_is_no_bundle_is_refused_naming_the_file(tmp_path):
+    from recbole_duet.device.bundle import read_manifest
+
+    path = tmp_path / "manifest.json"
+    with pytest.raises(BundleError) as error:
+        read_manifest(str(tmp_path))
+    assert str(error.value) == f"'{tmp_path}' is not a recbole-duet bundle: '{path}' does not exist."
+    path.write_text('{"format": "recbole-duet-bundle-v0"}')
+    with pytest.raises(BundleError) as error:
+        read_manifest(str(tmp_path))
+    assert str(error.value) == f"'{path}' is not a recbole-duet-bundle-v1 manifest (format: 'recbole-duet-bundle-v0')."
+    path.write_text('{"format": "recbole-duet-bundle-v1", "n_items": 3}')
+    assert read_manifest(str(tmp_path)) == {"format": "recbole-duet-bundle-v1", "n_items": 3}
