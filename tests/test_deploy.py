@@ -338,6 +338,10 @@ def test_top_k_ranks_integer_scores_too():
     assert top_k([[9, 3, 1, 2, 3]], k=3).tolist() == [[1, 4, 3]]  # the padding's 9 does not count
 
 
+def test_top_k_never_returns_the_padding_however_large_k_is():
+    assert top_k([[9, 3, 1, 2, 3]], k=10).tolist() == [[1, 4, 3, 2]]
+
+
 def test_encoded_json_payloads_are_float32_unless_asked():
     codec = PayloadCodec({"model_version": "v1", "payload": [{"name": "w", "shape": [2]}]})
     tensors = [np.array([[1.0, -2.0], [0.5, 0.0]])]
@@ -385,6 +389,8 @@ def test_recommend_gives_ten_items_best_first_equal_scores_by_item_id(bundle, mo
     monkeypatch.setattr(device, "scores", lambda history, payload: scores.copy())
     tokens = device.vocabulary.tokens
     assert device.recommend(["any"], None) == [(tokens[item], 2.0) for item in range(21, 31)]
+    everything = device.recommend(["any"], None, k=n + 5)  # more than the catalogue: every item once, no padding
+    assert [token for token, _ in everything] == [tokens[i] for i in [*range(21, n), *range(1, 21)]]
     with pytest.raises(BundleError) as error:
         DeviceModel(folder).recommend([], device.global_payload())
     assert str(error.value) == "history: needs at least one item"

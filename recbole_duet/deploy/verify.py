@@ -28,9 +28,8 @@ MIN_TOP10_AGREEMENT = 0.999
 def top_k(scores, k=10):
     """Indices of the ``k`` best items of each row, best first, equal scores in item-id order, padding (item 0)
     excluded."""
-    scores = np.array(scores, dtype=np.float64)
-    scores[..., 0] = -np.inf
-    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+    scores = np.array(scores, dtype=np.float64)[..., 1:]
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k] + 1
 
 
 def top10_agreement(exported, reference, tolerance):

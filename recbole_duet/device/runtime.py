@@ -131,6 +131,5 @@ class DeviceModel:
     def recommend(self, history, payload, k=10):
         """The ``k`` best items for this device, best first, as ``[(item token, score), ...]``."""
         scores = self.scores(history, payload).astype(np.float64)
-        scores[0] = -np.inf  # padding is never recommended
-        best = np.argsort(-scores, kind="stable")[:k]
+        best = np.argsort(-scores[1:], kind="stable")[:k] + 1  # item 0 is padding: never recommended, whatever k
         return [(self.vocabulary.tokens[item], float(scores[item])) for item in best]
