@@ -54,18 +54,24 @@ def trial_row(trial):
     }
 
 
-def study_summary(study):
-    """Every finished trial of ``study`` with its totals and the setting it chose (the best complete trial)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    rows = [trial_row(t) for t in sorted(trials, key=lambda t: t.number)]
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+def summarize(study, rows):
+    """``rows`` (one per finished trial of ``study``) with their totals and the setting the study chose (its best
+    complete trial)."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    chosen = {row["number"]: row for row in rows}[study.best_trial.number] if complete else None
     return {
         "trials": rows,
         "epochs": sum(row["epochs"] or 0 for row in rows),
         "seconds": round(sum(row["seconds"] for row in rows), 1),
-        "chosen": study.best_trial.params if complete else None,
-        "chosen_valid": study.best_value if complete else None,
+        "chosen": chosen and chosen["params"],
+        "chosen_valid": chosen and chosen["best_valid"],
     }
+
+
+def study_summary(study):
+    """Every finished trial of ``study`` with its totals and the setting it chose (the best complete trial)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    return summarize(study, [trial_row(t) for t in sorted(trials, key=lambda t: t.number)])
 
 
 def replay(name, pruner, unpruned, direction):
@@ -97,16 +103,7 @@ def replay(name, pruner, unpruned, direction):
             "valid_curve": curve[:epoch],
             "reason": "replayed" if pruned else None,
         })
-    complete = [row for row in rows if row["state"] == "complete"]
-    chosen = best(complete, key=lambda row: row["best_valid"]) if complete else None
-    return {
-        "trials": rows,
-        "epochs": sum(row["epochs"] for row in rows),
-        "seconds": round(sum(row["seconds"] for row in rows), 1),
-        "chosen": chosen and chosen["params"],
-        "chosen_valid": chosen and chosen["best_valid"],
-        "replayed": True,
-    }
+    return {**summarize(study, rows), "replayed": True}
 
 
 def comparison(summaries, reference="none"):
