@@ -22,7 +22,7 @@ import torch
 
 from benchmarks.run import machine_description, write_json_atomically
 from recbole_duet.config import Config
-from recbole_duet.search import optuna_search
+from recbole_duet.search import PRUNERS, optuna_search
 
 
 def build_parser():
@@ -31,9 +31,9 @@ def build_parser():
     parser.add_argument("--params-file", required=True, help="the grid, in RecBole's search-space format")
     parser.add_argument("--model", default="DUET")
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--pruners", nargs="+", default=["none", "median"], choices=optuna_search.PRUNERS)
+    parser.add_argument("--pruners", nargs="+", default=["none", "median"], choices=PRUNERS)
     parser.add_argument(
-        "--replay", nargs="*", default=[], choices=optuna_search.PRUNERS, help="pruners replayed on the unpruned curves"
+        "--replay", nargs="*", default=[], choices=PRUNERS, help="pruners replayed on the unpruned curves"
     )
     parser.add_argument("--out", required=True)
     return parser

@@ -18,6 +18,8 @@ from recbole_duet.errors import (
     MissingDependencyError,
 )
 
+from recbole_duet.search import PRUNERS, SAMPLERS
+
 USER_ERRORS = (ConfigError, ConfigFileError, DatasetNotFoundError, CheckpointError, MissingDependencyError)
 
 
@@ -30,7 +32,9 @@ def _add_experiment_arguments(parser):
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Train and test DUET (or any RecBole model) with RecBole's data, samplers and evaluator.",
-        epilog="Any other --key=value pair overrides that config key, e.g. --backbone=GRU4Rec --epochs=1.",
+        epilog="Any other --key=value pair overrides that config key, e.g. --backbone=GRU4Rec --epochs=1. "
+        "Deployment: 'recbole-duet export --help' (a trained DUET to a bundle) and 'recbole-duet serve --help' "
+        "(a generation service for a bundle).",
     )
     _add_experiment_arguments(parser)
     distributed = parser.add_argument_group("distributed training (gloo on CPU, NCCL on GPUs)")
@@ -72,9 +76,9 @@ def build_hyper_parser():
     optuna_options.add_argument("--study-name", default=None, help="default: <model>-<dataset>-<params file name>")
     optuna_options.add_argument("--n-trials", type=int, default=100, help="trials of a tpe or random study")
     optuna_options.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
-    optuna_options.add_argument("--sampler", choices=["grid", "tpe", "random"], default=None,
+    optuna_options.add_argument("--sampler", choices=SAMPLERS, default=None,
                                 help="default: grid when every parameter is a choice, else tpe")
-    optuna_options.add_argument("--pruner", choices=["median", "median-of-best", "hyperband", "none"], default="median")
+    optuna_options.add_argument("--pruner", choices=PRUNERS, default="median")
     return parser
 
 

@@ -330,6 +330,13 @@ def test_the_training_command_runs_serve(server):
     assert args[0].bundle == "bundle" and args[1:] == ("127.0.0.1", 9002, 1, False, "info")
 
 
+def test_the_training_commands_help_names_the_deployment_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "'recbole-duet export --help'" in text and "'recbole-duet serve --help'" in text
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # docs/cli.md
 

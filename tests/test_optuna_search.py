@@ -15,7 +15,8 @@ import optuna
 import pytest
 
 from recbole_duet.errors import ConfigFileError
-from recbole_duet.search import optuna_search
+from recbole_duet.cli import build_hyper_parser
+from recbole_duet.search import PRUNERS, SAMPLERS, optuna_search
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = "learning_rate choice [0.01,0.02]\nrealtime_window choice [2,4]\n"
@@ -40,6 +41,21 @@ def search(tmp_path, space_text, train, sampler="grid", pruner="none", n_trials=
         pruner=optuna_search.make_pruner(pruner, 5), n_trials=n_trials, direction="maximize",
     )
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_every_sampler_and_pruner_the_command_line_offers_is_built(tmp_path):
+    hyper_parser = build_hyper_parser()
+    for name in PRUNERS:
+        assert hyper_parser.parse_args(["--engine", "optuna", "--pruner", name]).pruner == name
+        assert isinstance(optuna_search.make_pruner(name, 5), optuna.pruners.BasePruner)
+    for name in SAMPLERS:
+        assert hyper_parser.parse_args(["--sampler", name]).sampler == name
+    with pytest.raises(SystemExit):
+        hyper_parser.parse_args(["--pruner", "asha"])
+    with pytest.raises(ValueError, match=r"--pruner 'asha' is not one of \['median', "):
+        optuna_search.make_pruner("asha", 5)
+    with pytest.raises(ValueError, match=r"--sampler 'cmaes' is not one of \['grid', "):
+        optuna_search.make_sampler("cmaes", {})
 
 
 def test_recboles_search_space_format_is_read_unchanged(tmp_path):

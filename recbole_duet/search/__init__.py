@@ -6,3 +6,8 @@
 
 Each trial is one :func:`recbole_duet.quick_start.objective_function` run.
 """
+
+# The choices of ``--sampler`` and ``--pruner``, here rather than in optuna_search so that the command line can offer
+# them without importing optuna.
+SAMPLERS = ("grid", "tpe", "random")
+PRUNERS = ("median", "median-of-best", "hyperband", "none")

@@ -29,10 +29,9 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 
 from recbole_duet.errors import ConfigFileError
+from recbole_duet.search import PRUNERS, SAMPLERS
 
 SPACE_KINDS = ("choice", "uniform", "loguniform", "quniform")
-SAMPLERS = ("grid", "tpe", "random")
-PRUNERS = ("median", "median-of-best", "hyperband", "none")
 STORAGE_TIMEOUT_S = 60  # SQLite: how long a writer waits for another's lock
 # A training trial's worker records a heartbeat this often; a running trial silent for two intervals is taken for
 # one whose worker died (killed, or its machine gone), failed and queued again, so a resumed search still runs
@@ -95,6 +94,8 @@ def grid_points(space):
 
 
 def make_sampler(name, space, seed=0):
+    if name not in SAMPLERS:
+        raise ValueError(f"--sampler '{name}' is not one of {list(SAMPLERS)}")
     if name == "grid" and any(kind != "choice" for kind, _ in space.values()):
         raise ValueError("--sampler grid takes 'choice' parameters only: use tpe or random")
     if name == "random":
@@ -144,7 +145,9 @@ def make_pruner(name, max_epochs):
         return MedianOfBestPruner(n_startup_trials=2, n_warmup_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs)
-    return optuna.pruners.NopPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"--pruner '{name}' is not one of {list(PRUNERS)}")
 
 
 @contextlib.contextmanager
