@@ -7,10 +7,10 @@ import numpy as np
 from benchmarks.paired import compare_all, interval, user_clusters
 from benchmarks.per_user import per_user_runs
 
-REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10"]
-
-
-PAIRED_METRICS = ["ndcg@10", "recall@10"]
+# gauc, auc and logloss: a sampled evaluation's pointwise metrics (benchmarks/per_user.py), logloss for DIN only
+REPORTED_METRICS = ["ndcg@10", "recall@10", "mrr@10", "hit@10", "gauc", "auc", "logloss"]
+RANKING_PAIRED_METRICS = ["ndcg@10", "recall@10"]  # every evaluation has these
+PAIRED_METRICS = RANKING_PAIRED_METRICS + ["gauc", "logloss"]
 COMPARATORS = ["{backbone}", "Base-{backbone}", "Layers-{backbone}", "Finetune-{backbone}", "FinetuneAll-{backbone}"]
 
 
@@ -48,7 +48,8 @@ def paired_comparisons(records, folder):
         if not model.startswith("DUET-"):
             continue
         backbone = model[len("DUET-") :]
-        pairs += [(model, pattern.format(backbone=backbone), metric) for pattern in COMPARATORS for metric in PAIRED_METRICS]
+        metrics = [m for m in PAIRED_METRICS if all(m in arrays for arrays in runs[model].values())]
+        pairs += [(model, pattern.format(backbone=backbone), metric) for pattern in COMPARATORS for metric in metrics]
     results = compare_all([(runs[first], runs.get(second, {}), metric) for first, second, metric in pairs])
     return [
         {"first": first, "second": second, **result}
@@ -69,6 +70,7 @@ def paired_lines(comparisons):
         "with all of its cases, resampled within each seed, pooled over seeds; p from the paired t-test over users' "
         "mean differences; ratio of means per seed"
         + ("; per case, then per user, each user weighing the same" if clustered else "")
+        + ("; lower logloss is better" if any(c["metric"] == "logloss" for c in comparisons) else "")
         + "):",
         "",
         f"| first | second | metric | mean difference | 95% CI{per_user} | p | per-seed ratios |",
@@ -100,7 +102,7 @@ def per_user_mean_lines(records, folder):
     ]
     for model, seeds in runs.items():
         cells = []
-        for metric in PAIRED_METRICS:
+        for metric in RANKING_PAIRED_METRICS:
             per_case = np.mean([arrays[metric].mean() for arrays in seeds.values()])
             per_user = []
             for arrays in seeds.values():

@@ -55,6 +55,7 @@ import time
 
 import torch
 import yaml
+from recbole.utils import InputType
 
 from benchmarks.adaptation import measure_finetuning, measure_generation
 from benchmarks.per_user import evaluate_per_user, save_per_user
@@ -219,7 +220,9 @@ class Harness:
     def record(self, name, backbone, seed, config_dict, run, valid):
         """A result record; its test metrics are re-evaluated with per-user metrics kept (same checkpoint)."""
         start = time.perf_counter()
-        test, per_user = evaluate_per_user(run["trainer"], run["data"][2])
+        # a pointwise model (DIN, DUET(DIN)) scores with probabilities, so a sampled evaluation also has its LogLoss
+        pointwise = run["trainer"].config["MODEL_INPUT_TYPE"] == InputType.POINTWISE
+        test, per_user = evaluate_per_user(run["trainer"], run["data"][2], probabilities=pointwise)
         test_seconds = time.perf_counter() - start
         lr = config_dict.get("learning_rate")
         return {

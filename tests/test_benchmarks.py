@@ -420,3 +420,32 @@ def test_the_time_split_protocol_and_the_parameter_age_curve(tmp_path):
     assert every_2["bytes_per_interaction"] == pytest.approx(every_2["request_rate"] * pooled["always:None"]["bytes_per_interaction"])
     assert pooled["always:None"]["ndcg@10_minus_always"] == 0 and pooled["always:None"]["ndcg@10_ci95"] == [0, 0]
     assert (out / "request_policies.md").read_text().count("| DUET-SASRec |") == 4
+
+
+def test_din_under_a_sampled_evaluation_reports_the_papers_pointwise_metrics(tmp_path):
+    """DIN and DUET(DIN) under uni10 (RecBole's DIN protocol at a tiny scale): each record's test result holds gauc,
+    auc and logloss beside the ranking metrics, the per-user files their columns, and the report compares them."""
+    data_path = write_atomic_dataset(str(tmp_path / "data"), item_file=True)
+    overrides = tmp_path / "din.yaml"
+    settings = {
+        **TINY_MODEL_CONFIG, "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"]},
+        "embedding_size": 4, "mlp_hidden_size": [16, 8], "MAX_ITEM_LIST_LENGTH": 8, "epochs": 1,
+        "train_batch_size": 64, "state": "WARNING",
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni10"},
+    }
+    overrides.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "1", "--data-path", data_path]
+    command += ["--models", "DIN", "DUET-DIN", "Layers-DIN", "--config-files", str(overrides), "--out", str(out)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    records = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
+    assert set(records) == {"DIN", "DUET-DIN", "Layers-DIN"}
+    for record in records.values():
+        assert {"gauc", "auc", "logloss"} <= set(record["test"]) and 0 < record["test"]["logloss"]
+        with np.load(out / record["per_user_file"]) as per_user:
+            assert per_user["gauc"].mean() == pytest.approx(record["test"]["gauc"])  # one target per user
+    markdown = (out / "results.md").read_text()
+    assert "test gauc | test auc | test logloss" in markdown
+    for metric in ("gauc", "logloss"):
+        assert f"| DUET-DIN | DIN | {metric} | " in markdown and f"| DUET-DIN | Layers-DIN | {metric} | " in markdown

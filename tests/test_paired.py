@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from benchmarks.paired import compare, compare_all, stratified_bootstrap_cis
-from benchmarks.report import selected_records
+from benchmarks.per_user import save_per_user
+from benchmarks.report import paired_comparisons, paired_lines, selected_records
 
 
 def run(users, values, metric="ndcg@10"):
@@ -266,3 +267,25 @@ def test_a_resample_count_that_is_not_a_multiple_of_the_chunk_fills_every_row():
 
     ((low, high),) = stratified_bootstrap_cis([np.full((7, 1), 0.25)], n_resamples=CHUNK + 250)
     assert (low, high) == (0.25, 0.25)
+
+
+def test_the_pointwise_metrics_are_paired_where_every_seed_kept_them(tmp_path):
+    """DUET(DIN) under a sampled evaluation keeps gauc and logloss per user and is compared by them too; a sequential
+    DUET kept neither and is compared by ndcg@10 and recall@10 only."""
+    users = np.arange(4)
+    ranking = {"users": users, "ndcg@10": np.full(4, 0.5), "recall@10": np.ones(4)}
+    pointwise = {**ranking, "gauc": np.array([0.9, 0.8, 0.7, 0.6]), "logloss": np.full(4, 0.3)}
+    records = []
+    other = {"ndcg@10": np.array([0.4, 0.5, 0.6, 0.3]), "logloss": np.array([0.5, 0.4, 0.6, 0.5])}
+    for model, arrays in (("DUET-DIN", pointwise), ("DIN", {**pointwise, **other}),
+                          ("DUET-SASRec", ranking), ("SASRec", {**ranking, "ndcg@10": other["ndcg@10"]})):
+        records.append({"model": model, "seed": 2020, "per_user_file": save_per_user(str(tmp_path), model, arrays)})
+    comparisons = paired_comparisons(records, str(tmp_path))
+    by_pair = {(c["first"], c["second"], c["metric"]): c for c in comparisons}
+    assert sorted(by_pair) == [
+        ("DUET-DIN", "DIN", "gauc"), ("DUET-DIN", "DIN", "logloss"), ("DUET-DIN", "DIN", "ndcg@10"),
+        ("DUET-DIN", "DIN", "recall@10"), ("DUET-SASRec", "SASRec", "ndcg@10"), ("DUET-SASRec", "SASRec", "recall@10"),
+    ]
+    assert by_pair["DUET-DIN", "DIN", "logloss"]["mean_difference"] == pytest.approx(-0.2)
+    assert "lower logloss is better" in paired_lines(comparisons)[0]
+    assert "logloss" not in paired_lines([c for c in comparisons if c["metric"] != "logloss"])[0]
