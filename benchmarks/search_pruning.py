@@ -22,7 +22,8 @@ import torch
 
 from benchmarks.run import machine_description, write_json_atomically
 from recbole_duet.config import Config
-from recbole_duet.search import PRUNERS, optuna_search
+from recbole_duet.search import optuna_search
+from recbole_duet.search.choices import PRUNERS
 
 
 def build_parser():

@@ -18,7 +18,7 @@ from recbole_duet.errors import (
     MissingDependencyError,
 )
 
-from recbole_duet.search import PRUNERS, SAMPLERS
+from recbole_duet.search.choices import PRUNERS, SAMPLERS
 
 USER_ERRORS = (ConfigError, ConfigFileError, DatasetNotFoundError, CheckpointError, MissingDependencyError)
 

@@ -16,7 +16,8 @@ import pytest
 
 from recbole_duet.errors import ConfigFileError
 from recbole_duet.cli import build_hyper_parser
-from recbole_duet.search import PRUNERS, SAMPLERS, optuna_search
+from recbole_duet.search import optuna_search
+from recbole_duet.search.choices import PRUNERS, SAMPLERS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = "learning_rate choice [0.01,0.02]\nrealtime_window choice [2,4]\n"

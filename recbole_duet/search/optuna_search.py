@@ -29,7 +29,7 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 
 from recbole_duet.errors import ConfigFileError
-from recbole_duet.search import PRUNERS, SAMPLERS
+from recbole_duet.search.choices import PRUNERS, SAMPLERS
 
 SPACE_KINDS = ("choice", "uniform", "loguniform", "quniform")
 STORAGE_TIMEOUT_S = 60  # SQLite: how long a writer waits for another's lock
