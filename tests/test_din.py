@@ -34,6 +34,22 @@ def test_the_generated_layers_are_dins_prediction_mlp(din_duet):
     assert model.head.linears[-1] is model.backbone.dnn_predict_layers
 
 
+def test_the_din_cloud_model_alone_scores_as_duet_din_with_its_global_mlp(din_config_dict):
+    """CloudDIN built on its own with DUET(DIN)'s DIN and global MLP scores as DUET(DIN) under
+    ``duet_inference: global``, pointwise and over the whole catalogue."""
+    from recbole_duet.model.cloud_din import CloudDIN
+
+    config, loaders, duet = build_pipeline({**din_config_dict, "duet_inference": "global"})
+    cloud = CloudDIN(config, loaders[0]._dataset)
+    for name, module in cloud.cloud_modules().items():
+        module.load_state_dict(getattr(duet, name).state_dict())
+    duet.eval(), cloud.eval()
+    batch = next(iter(loaders[0]))
+    with torch.no_grad():
+        torch.testing.assert_close(cloud.predict(batch), duet.predict(batch), atol=0, rtol=0)
+        torch.testing.assert_close(cloud.full_sort_predict(batch), duet.full_sort_predict(batch), atol=0, rtol=0)
+
+
 def test_every_generator_and_adapter_weight_receives_gradient(din_duet):
     model, batch = din_duet
     model.train()

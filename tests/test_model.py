@@ -168,6 +168,28 @@ def test_global_inference_ignores_the_generator(tiny_config_dict):
         assert not torch.allclose(before, model.full_sort_predict(batch))
 
 
+def test_the_cloud_model_alone_scores_as_duet_with_its_global_layers(tiny_config_dict):
+    """CloudModel is the cloud model both methods start from: built on its own with DUET's backbone and global
+    layers, its scores are DUET's under ``duet_inference: global``."""
+    from recbole_duet.model.cloud import CloudModel
+
+    config, loaders, duet = build_pipeline({**tiny_config_dict, "duet_inference": "global"})
+    cloud = CloudModel(config, loaders[0]._dataset)
+    for name, module in cloud.cloud_modules().items():
+        module.load_state_dict(getattr(duet, name).state_dict())
+    with torch.no_grad():
+        for param in duet.classifier.parameters():
+            param.add_(0.1 * torch.randn_like(param))  # global layers that are not the identity
+        cloud.classifier.load_state_dict(duet.classifier.state_dict())
+    duet.eval(), cloud.eval()
+    batch = one_batch(loaders[0])
+    with torch.no_grad():
+        torch.testing.assert_close(cloud.full_sort_predict(batch), duet.full_sort_predict(batch), atol=0, rtol=0)
+        torch.testing.assert_close(cloud.predict(batch), duet.predict(batch), atol=0, rtol=0)
+        backbone_only = duet.scoring.full_sort(duet.represent(*duet.device_inputs(batch))[0])
+        assert not torch.allclose(cloud.full_sort_predict(batch), backbone_only)
+
+
 def test_predict_agrees_with_full_sort_predict(duet):
     model, batch = duet
     model.eval()
