@@ -2,6 +2,7 @@
 checks and the table of docs/configuration.md are written from it, and none of them may drift."""
 
 import os
+import shutil
 
 import pytest
 import yaml
@@ -63,3 +64,25 @@ def test_a_backbones_own_defaults_name_known_keys_with_allowed_values():
             assert name in DUET_KEYS, (backbone, name)
             assert DUET_KEYS[name][0](value), (backbone, name, value)
     assert backbone_defaults(PROPERTIES)["SASRec"] == {"ppg_scope": "generator"}
+
+
+def test_the_rewrite_command_brings_stale_files_back_to_the_keys(tmp_path):
+    """``python -m recbole_duet.model.settings ROOT`` rewrites each model's yaml and the table of the configuration
+    page under ROOT, leaving the rest of the page and the backbones' own yaml files as they were."""
+    from recbole_duet.model.settings import main
+
+    shutil.copytree(PROPERTIES, tmp_path / "properties")
+    (tmp_path / CONFIGURATION_PAGE).parent.mkdir(parents=True)
+    page = read(CONFIGURATION_PAGE)
+    table_start, table_end = page.index(TABLE_START), page.index(TABLE_END) + len(TABLE_END)
+    stale_page = "intro kept\n" + page[:table_start] + TABLE_START + "\n| stale |\n" + TABLE_END + page[table_end:]
+    (tmp_path / CONFIGURATION_PAGE).write_text(stale_page, encoding="utf-8")
+    for model in MODELS:
+        (tmp_path / "properties" / "model" / f"{model}.yaml").write_text("stale: 1\n", encoding="utf-8")
+    main(str(tmp_path))
+    for model in MODELS:
+        assert (tmp_path / "properties" / "model" / f"{model}.yaml").read_text(encoding="utf-8") == render_yaml(model)
+    assert (tmp_path / CONFIGURATION_PAGE).read_text(encoding="utf-8") == "intro kept\n" + page
+    for path in (tmp_path / "properties").rglob("*.yaml"):  # the backbones' own files are not the rewrite's
+        if path.parent.name != "model" or path.stem not in MODELS:
+            assert path.read_text(encoding="utf-8") == read(*path.relative_to(tmp_path).parts)
