@@ -2,11 +2,18 @@
 
 import os
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from recbole_duet.errors import CheckpointError
-from recbole_duet.training.checkpoint import load_checkpoint, save_checkpoint
+from recbole_duet.training.checkpoint import (
+    decode_other_parameters,
+    encode_other_parameters,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def test_round_trip_loads_with_weights_only(tmp_path):
@@ -64,3 +71,19 @@ def test_a_foreign_checkpoint_is_refused(tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="nothing-here.pth"):
         load_checkpoint(str(tmp_path / "nothing-here.pth"))
+
+
+@pytest.mark.parametrize("form", ["csr", "csc", "coo"])
+def test_other_parameters_keep_sparse_format_shape_and_values_through_a_checkpoint(tmp_path, form):
+    """What a non-neural RecBole model learnt (ItemKNN's similarity, a scipy matrix of any format) comes back the
+    same: format, shape (an empty last row and column included) and entries, and a numpy array as itself."""
+    matrix = sp.random(5, 4, density=0.4, format="csr", random_state=0, dtype=np.float32)
+    matrix = sp.csr_matrix(np.pad(matrix.toarray(), ((0, 1), (0, 1)))).asformat(form)  # 6 x 5, last row and column empty
+    dense = np.arange(6.0).reshape(2, 3)
+    path = str(tmp_path / "knn.pth")
+    save_checkpoint({"other_parameter": encode_other_parameters({"w": matrix, "pop": dense, "k": 3})}, path)
+    loaded = decode_other_parameters(load_checkpoint(path)["other_parameter"])
+    assert loaded["w"].format == form and loaded["w"].shape == (6, 5)
+    np.testing.assert_array_equal(loaded["w"].toarray(), matrix.toarray())
+    np.testing.assert_array_equal(loaded["pop"], dense)
+    assert loaded["k"] == 3

@@ -86,3 +86,9 @@ def test_the_rewrite_command_brings_stale_files_back_to_the_keys(tmp_path):
     for path in (tmp_path / "properties").rglob("*.yaml"):  # the backbones' own files are not the rewrite's
         if path.parent.name != "model" or path.stem not in MODELS:
             assert path.read_text(encoding="utf-8") == read(*path.relative_to(tmp_path).parts)
+
+
+def test_a_key_with_several_backbone_defaults_lists_each_in_backbone_order():
+    table = render_markdown_table({"SASRec": {"ppg_scope": "generator"}, "GRU4Rec": {"ppg_scope": "generator", "x": 1}})
+    (row,) = [line for line in table.splitlines() if line.startswith("| `ppg_scope` |")]
+    assert "| `all`; `generator` with GRU4Rec; `generator` with SASRec |" in row

@@ -28,10 +28,16 @@ def aged_and_by_hand(config_dict, age):
     return aged, by_hand, old
 
 
-@pytest.mark.parametrize("backbone, generator_input", [("SASRec", "window"), ("GRU4Rec", "window"), ("SASRec", "backbone")])
+@pytest.mark.parametrize(
+    "backbone, generator_input, stabilizer",
+    [("SASRec", "window", True), ("GRU4Rec", "window", True), ("SASRec", "backbone", True), ("SASRec", "window", False)],
+)
 @pytest.mark.parametrize("age", [1, 3])
-def test_the_generator_reads_the_window_as_it_was_age_interactions_ago(tiny_config_dict, backbone, generator_input, age):
-    settings = {**tiny_config_dict, "backbone": backbone, "generator_input": generator_input}
+def test_the_generator_reads_the_window_as_it_was_age_interactions_ago(
+    tiny_config_dict, backbone, generator_input, stabilizer, age
+):
+    """``stabilizer: false`` leaves the update ungated, so the devices without a window are masked by themselves."""
+    settings = {**tiny_config_dict, "backbone": backbone, "generator_input": generator_input, "stabilizer": stabilizer}
     aged, by_hand, old = aged_and_by_hand(settings, age)
     assert old.any() and (~old).any()  # both kinds of device are in the batch
     torch.testing.assert_close(aged, by_hand, atol=1e-5, rtol=1e-5)

@@ -17,6 +17,7 @@ from recbole_duet.model.settings import (
     KEYS,
     _boolean,
     _existing_file_or_none,
+    _inference_mode,
     _integer_at_least,
     _non_negative_number,
     _one_of,
@@ -113,8 +114,16 @@ def test_every_duet_key_has_bad_and_edge_values_here():
         (_boolean, "true or false", [True, False], [0, 1, "true", None]),
         (_existing_file_or_none, "the path of an existing checkpoint file, or null", [None, __file__], ["", "no.pth", 3, True]),
         (lambda: _one_of(("gru", "attention")), "one of ['gru', 'attention']", ["gru", "attention"], ["GRU", "lstm", None]),
+        (
+            _inference_mode,
+            "one of ['generated', 'global'] (on-device fine-tuning is a model of its own: model: Finetune)",
+            ["generated", "global"], ["finetune", "Global", None],
+        ),
     ],
-    ids=["integer>=1", "integer>=0", "non-negative", "positive", "probability<1", "boolean", "file-or-none", "one-of"],
+    ids=[
+        "integer>=1", "integer>=0", "non-negative", "positive", "probability<1", "boolean", "file-or-none", "one-of",
+        "inference-mode",
+    ],
 )
 def test_each_check_factory_builds_the_check_it_describes(build, expected, accepted, rejected):
     """The factories run at import, where mutation testing cannot reach them; built here, they can be checked."""
@@ -215,6 +224,26 @@ def test_keys_that_depend_on_the_backbone(backbone, key, value, expected):
         error = rejection(settings, model)
         assert error.key == key
         assert str(error) == f"Invalid value {value!r} for config key '{key}': expected {expected}."
+
+
+@pytest.mark.parametrize(
+    "overrides, key, value, expected",
+    [
+        ({"backbone_checkpoint": __file__}, "backbone_checkpoint", __file__,
+         "null with cloud_checkpoint, which holds the backbone too"),
+        ({"duet_inference": "global"}, "duet_inference", "global",
+         "'generated' with cloud_checkpoint (its global layers are kept fixed: nothing would train)"),
+        ({"backbone": "DIN"}, "cloud_checkpoint", __file__, "null with backbone DIN (next-item backbones only)"),
+    ],
+    ids=["backbone-checkpoint", "global-inference", "din"],
+)
+def test_a_fixed_cloud_model_refuses_what_would_leave_nothing_to_train(overrides, key, value, expected):
+    """DUET on a trained cloud model (``cloud_checkpoint``) learns its generator alone; each combination that
+    contradicts that is refused in one line naming the key, its value and what is expected."""
+    error = rejection({**DEFAULTS, "cloud_checkpoint": __file__, **overrides})
+    assert error.key == key
+    assert str(error) == f"Invalid value {value!r} for config key '{key}': expected {expected}."
+    validate_duet_settings({**DEFAULTS, "cloud_checkpoint": __file__})
 
 
 @pytest.mark.parametrize("key", list(BAD_VALUES))

@@ -1,6 +1,8 @@
 """DUET on a backbone trained on its own: ``backbone_checkpoint`` loads it, ``freeze_backbone`` keeps it fixed,
 and a checkpoint that does not fit is refused naming the file and what is wrong."""
 
+import re
+
 import pytest
 import torch
 from conftest import build_pipeline, write_atomic_dataset
@@ -8,6 +10,7 @@ from conftest import build_pipeline, write_atomic_dataset
 from recbole_duet import quick_start
 from recbole_duet.config import Config
 from recbole_duet.errors import CheckpointError, ConfigError
+from recbole_duet.model.warm_start import _load_into
 from recbole_duet.quick_start import run_experiment
 
 pytestmark = pytest.mark.kernel_sensitive
@@ -105,7 +108,8 @@ def test_a_checkpoint_of_another_dataset_is_refused(tiny_config_dict, tmp_path):
 
 def test_a_checkpoint_of_another_shape_is_refused_naming_the_parameter(tiny_config_dict):
     checkpoint = trained_checkpoint(tiny_config_dict, "SASRec", MAX_ITEM_LIST_LENGTH=7)
-    with pytest.raises(CheckpointError, match=r"does not fit this backbone: size mismatch for position_embedding\.weight"):
+    where = re.escape(f"Checkpoint file '{checkpoint}' (backbone_checkpoint)")
+    with pytest.raises(CheckpointError, match=rf"^{where} does not fit this backbone: size mismatch for position_embedding\.weight"):
         build_pipeline(duet_settings(tiny_config_dict, checkpoint))
 
 
@@ -212,8 +216,23 @@ def test_a_cloud_checkpoint_whose_backbone_has_other_heads_is_refused(tiny_confi
 
 def test_a_cloud_checkpoint_with_other_dynamic_layers_is_refused_naming_the_module(tiny_config_dict):
     checkpoint = trained_checkpoint(tiny_config_dict, "DUET", backbone="SASRec", duet_inference="global", duet_layers=3)
-    with pytest.raises(CheckpointError, match=r"does not fit this classifier: size mismatch for weight"):
+    where = re.escape(f"Checkpoint file '{checkpoint}' (cloud_checkpoint)")
+    with pytest.raises(CheckpointError, match=rf"^{where} does not fit this classifier: size mismatch for weight"):
         build_pipeline(cloud_settings(tiny_config_dict, checkpoint))
+
+
+def test_a_load_error_without_torchs_problem_list_is_reported_whole():
+    """torch lists a state dict's problems after a tab; an error without that list is passed on as it is."""
+
+    class Refusing(torch.nn.Module):
+        def load_state_dict(self, state_dict, strict=True):
+            raise RuntimeError("the weights are on a device this machine lacks")
+
+    with pytest.raises(CheckpointError) as error:
+        _load_into(Refusing(), {}, "'ck.pth' (cloud_checkpoint)", "backbone")
+    assert str(error.value) == (
+        "'ck.pth' (cloud_checkpoint) does not fit this backbone: the weights are on a device this machine lacks"
+    )
 
 
 @pytest.mark.parametrize(

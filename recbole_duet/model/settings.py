@@ -262,7 +262,7 @@ def yaml_value(value):
     return "~" if value is None else str(value)
 
 
-def render_yaml(model="DUET"):
+def render_yaml(model):
     """``properties/model/<model>.yaml``: the default of each of ``model``'s keys, with its type and meaning as the
     comment."""
     lines = [YAML_HEADERS[model] + LAYERING]
