@@ -216,9 +216,11 @@ def test_backbone_states_are_the_ones_the_user_vector_is_read_from(tiny_config_d
         torch.testing.assert_close(model.forward(item_seq, item_seq_len), expected)
 
 
-def test_the_backbone_runs_once_per_batch_when_the_generator_reads_its_states(tiny_config_dict):
+@pytest.mark.parametrize("ppg_scope", ["all", "generator"])
+def test_the_backbone_runs_once_per_batch_when_the_generator_reads_its_states(tiny_config_dict, ppg_scope):
     """The states come from the very pass that gives the user vectors (with dropout, a second pass would differ)."""
-    _, loaders, model = build_pipeline({**tiny_config_dict, "generator_input": "backbone", "umn_weight": 1.0})
+    settings = {**tiny_config_dict, "generator_input": "backbone", "umn_weight": 1.0, "ppg_scope": ppg_scope}
+    _, loaders, model = build_pipeline(settings)
     batch = one_batch(loaders[0])
     calls = []
     model.backbone.register_forward_hook(lambda *_: calls.append(1))
@@ -227,6 +229,21 @@ def test_the_backbone_runs_once_per_batch_when_the_generator_reads_its_states(ti
         model.eval()
         model.full_sort_predict(batch)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("generator_input", ["window", "backbone"])
+def test_generated_layers_pass_gradient_back_to_what_the_generator_reads(tiny_config_dict, generator_input):
+    """Under ``ppg_scope: all`` L_ppg trains the cloud model through the generator's input too: the window's item
+    embeddings (or the backbone states) are not detached, unless ``fixed_inputs`` asks for it."""
+    _, loaders, model = build_pipeline({**tiny_config_dict, "generator_input": generator_input})
+    batch = one_batch(loaders[0])
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    embedding = model.backbone.item_embedding.weight
+    for fixed_inputs, reaches in ((False, True), (True, False)):
+        embedding.grad = None
+        layers = model.generate(item_seq, item_seq_len, fixed_inputs=fixed_inputs)
+        sum(layer.bias_delta.sum() for layer in layers).backward()
+        assert (embedding.grad is not None and embedding.grad.abs().sum() > 0) == reaches
 
 
 @pytest.mark.parametrize("head_encoder", ["gru", "attention"])
