@@ -239,9 +239,9 @@ def test_generated_layers_pass_gradient_back_to_what_the_generator_reads(tiny_co
     batch = one_batch(loaders[0])
     item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
     embedding = model.backbone.item_embedding.weight
-    for fixed_inputs, reaches in ((False, True), (True, False)):
+    for options, reaches in (({}, True), ({"fixed_inputs": True}, False)):  # by default the inputs are not fixed
         embedding.grad = None
-        layers = model.generate(item_seq, item_seq_len, fixed_inputs=fixed_inputs)
+        layers = model.generate(item_seq, item_seq_len, **options)
         sum(layer.bias_delta.sum() for layer in layers).backward()
         assert (embedding.grad is not None and embedding.grad.abs().sum() > 0) == reaches
 
