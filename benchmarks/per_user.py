@@ -16,7 +16,6 @@ is tested against the same items and the paired comparisons pair like with like.
 """
 
 import contextlib
-
 import os
 
 import numpy as np

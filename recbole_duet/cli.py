@@ -17,7 +17,6 @@ from recbole_duet.errors import (
     DatasetNotFoundError,
     MissingDependencyError,
 )
-
 from recbole_duet.search.choices import PRUNERS, SAMPLERS
 
 USER_ERRORS = (ConfigError, ConfigFileError, DatasetNotFoundError, CheckpointError, MissingDependencyError)
