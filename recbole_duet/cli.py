@@ -78,7 +78,19 @@ def build_hyper_parser():
     optuna_options.add_argument("--sampler", choices=SAMPLERS, default=None,
                                 help="default: grid when every parameter is a choice, else tpe")
     optuna_options.add_argument("--pruner", choices=PRUNERS, default="median")
+    optuna_options.add_argument(
+        "--tie-margin", type=_non_negative_float, default=0.0,
+        help="also name the simplest setting (each choice's first value) less than this behind the best on "
+        "validation: a margin below the noise is a tie (default: 0, the best only)",
+    )
     return parser
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
+    return value
 
 
 def _config_file_list(args):
@@ -133,12 +145,16 @@ def _optuna_search(args, params_file):
         )
     except (*USER_ERRORS, ValueError) as error:
         sys.exit(f"error: {error}")
-    optuna_search.export_result(study, args.output_file)
+    space = optuna_search.read_search_space(params_file)
+    optuna_search.export_result(study, args.output_file, space, args.tie_margin)
     print(f"study '{study.study_name}' in {args.storage} (optuna-dashboard {args.storage} shows it)")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if complete:
         print("best params: ", study.best_trial.params)
         print("best valid score: ", study.best_value)
+    if complete and args.tie_margin:
+        chosen = optuna_search.chosen_trial(study, space, args.tie_margin)
+        print(f"chosen params (the simplest within {args.tie_margin} of the best): ", chosen.params)
 
 
 def hyper_main(argv=None):

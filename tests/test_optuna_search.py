@@ -197,6 +197,52 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_p
     assert text.count("fail: RuntimeError: diverged") == 2 and text.endswith("Best valid score: 0.3\n")
 
 
+SCREEN = {"update_dropout": ("choice", [0.0, 0.1, 0.3]), "hidden": ("choice", [[64], [64, 64]]), "lr": ("uniform", [0.1, 0.2])}
+
+
+def test_a_settings_simplicity_counts_steps_from_each_choices_first_value():
+    assert optuna_search.simplicity({"update_dropout": 0.0, "hidden": "[64]", "lr": 0.17}, SCREEN) == 0
+    # list values are offered as their text; a parameter that is not a choice has no order
+    assert optuna_search.simplicity({"update_dropout": 0.3, "hidden": "[64, 64]", "lr": 0.11}, SCREEN) == 3
+
+
+@pytest.mark.parametrize("margin, chosen", [(0.0, 2), (0.0004, 1), (0.0006, 0), (0.0005, 1)])
+def test_a_tie_on_validation_keeps_the_simpler_setting(margin, chosen):
+    scored = [({"update_dropout": 0.0}, 0.0527), ({"update_dropout": 0.1}, 0.0529), ({"update_dropout": 0.3}, 0.0532)]
+    # 0.0003 behind is a tie under 0.0004, 0.0005 behind under 0.0006; a margin of exactly 0.0005 is not under 0.0005
+    assert optuna_search.choose(scored, SCREEN, margin) == chosen
+
+
+def test_a_tie_between_equally_simple_settings_goes_to_the_better_and_minimising_looks_down():
+    scored = [({"update_dropout": 0.1, "hidden": "[64]"}, 0.50), ({"update_dropout": 0.0, "hidden": "[64, 64]"}, 0.52),
+              ({"update_dropout": 0.3, "hidden": "[64]"}, 0.40)]
+    assert optuna_search.choose(scored, SCREEN, 0.05) == 1  # one step each: the better score
+    assert optuna_search.choose(scored, SCREEN, 0.0, maximize=False) == 2
+    assert optuna_search.choose(scored, SCREEN, 0.15, maximize=False) == 0  # 0.50 is within 0.15 of 0.40, and simpler
+
+
+def test_the_result_file_names_the_chosen_setting_beside_the_best(tmp_path):
+    curves = {0.01: [0.3000, 0.3001], 0.02: [0.3004]}
+    space_text = "learning_rate choice [0.01,0.02]\n"
+    study = search(tmp_path, space_text, partial(fake_training, curves=curves))
+    space = optuna_search.read_search_space(str(tmp_path / "space"))
+    optuna_search.export_result(study, str(tmp_path / "plain"), space)
+    assert "Chosen" not in (tmp_path / "plain").read_text()
+    optuna_search.export_result(study, str(tmp_path / "result"), space, tie_margin=0.0005)
+    assert (tmp_path / "result").read_text().endswith(
+        "Best params: learning_rate:0.02\nBest valid score: 0.3004\n"
+        "Chosen params (the simplest within 0.0005 of the best): learning_rate:0.01\nChosen valid score: 0.3001\n"
+    )
+    assert optuna_search.chosen_trial(study, space, 0.0002).params == {"learning_rate": 0.02}
+
+
+@pytest.mark.parametrize("value", ["-0.001", "nan"])
+def test_a_negative_tie_margin_is_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        build_hyper_parser().parse_args(["--engine", "optuna", "--tie-margin", value])
+    assert "--tie-margin" in capsys.readouterr().err
+
+
 def test_tpe_draws_until_the_study_holds_n_trials(tmp_path):
     study = search(tmp_path, "learning_rate uniform 0.01,0.02\n", partial(fake_training, curves={}), sampler="tpe", n_trials=3)
     assert len(study.trials) == 3  # every one failed here (no curve): failures count, and the study ends

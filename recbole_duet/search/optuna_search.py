@@ -319,9 +319,46 @@ def run_workers(workers, **kwargs):
         raise RuntimeError(f"{len(failed)} of {workers} search workers exited with codes {failed}")
 
 
-def export_result(study, output_file):
+def simplicity(params, space):
+    """How far a setting lies from the first value of each ``choice``: the sum of its values' positions in their
+    lists. A search-space file lists a choice's simplest value (the default) first; a parameter that is not a
+    ``choice`` has no such order and counts 0."""
+    steps = 0
+    for name, (kind, values) in space.items():
+        if kind == "choice" and name in params:
+            steps += [value if _is_plain(value) else repr(value) for value in values].index(params[name])
+    return steps
+
+
+def choose(scored, space, tie_margin=0.0, maximize=True):
+    """The index in ``scored`` (``(params, valid score)`` of each complete trial) of the setting a screen keeps.
+
+    This project's rule: a validation margin below the noise is a tie, and a tie keeps the simpler setting. So the
+    choice is the simplest (:func:`simplicity`) of the settings less than ``tie_margin`` behind the best, the better
+    score among equally simple ones; with no margin, the best. Optuna's own best trial ignores the noise: a grid
+    whose top settings differ by less than it would be decided by chance."""
+    sign = 1 if maximize else -1
+    best = max(sign * score for _, score in scored)
+
+    def tied(score):
+        return sign * score == best or round(best - sign * score, 12) < tie_margin
+
+    candidates = [index for index, (_, score) in enumerate(scored) if tied(score)]
+    return min(candidates, key=lambda index: (simplicity(scored[index][0], space), -sign * scored[index][1], index))
+
+
+def chosen_trial(study, space, tie_margin=0.0):
+    """The complete trial of ``study`` that :func:`choose` keeps, or None when no trial is complete."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return None
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return complete[choose([(t.params, t.value) for t in complete], space, tie_margin, maximize)]
+
+
+def export_result(study, output_file, space=None, tie_margin=0.0):
     """RecBole's result file: each trial's parameters and its valid and test results (or how it ended), then
-    the best trial."""
+    the best trial and, with a ``tie_margin``, the one :func:`choose` keeps."""
     lines = []
     for trial in study.get_trials(deepcopy=False):
         parameters = ", ".join(f"{name}:{value}" for name, value in trial.params.items())
@@ -334,6 +371,13 @@ def export_result(study, output_file):
         best = study.best_trial
         lines.append(f"Best params: {', '.join(f'{n}:{v}' for n, v in best.params.items())}")
         lines.append(f"Best valid score: {best.value}")
+        if tie_margin:
+            chosen = chosen_trial(study, space, tie_margin)
+            lines.append(
+                f"Chosen params (the simplest within {tie_margin} of the best): "
+                f"{', '.join(f'{n}:{v}' for n, v in chosen.params.items())}"
+            )
+            lines.append(f"Chosen valid score: {chosen.value}")
     with open(output_file + ".tmp", "w", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")
     os.replace(output_file + ".tmp", output_file)
