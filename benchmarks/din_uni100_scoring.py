@@ -26,7 +26,7 @@ import time
 import torch
 import yaml
 
-from benchmarks.run import FIRST_SEED, PROTOCOL, SUITES
+from benchmarks.run import FIRST_SEED, PROTOCOL, SUITES, protocol_eval_args
 from recbole_duet.config import Config
 from recbole_duet.quick_start import build_model, run_experiment
 from recbole_duet.training.trainer import get_trainer
@@ -53,6 +53,7 @@ def main():
         **PROTOCOL,
         **SUITES["quick"],
         **protocol,
+        "eval_args": protocol_eval_args("leave-one-out", [(args.config_file, protocol)]),
         "backbone": "DIN",
         "epochs": args.epochs,
         "seed": FIRST_SEED,

@@ -85,6 +85,28 @@ PROTOCOLS = {
     "leave-one-out": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
     "time-split": {"split": {"TS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "full"},
 }
+
+
+def protocol_eval_args(protocol, config_files):
+    """The ``eval_args`` of ``protocol`` with what ``config_files`` (``(path, settings)`` pairs) add to them, e.g. a
+    sampled ``mode: uni100`` for DIN, so that one file serves both protocols. A file cannot change the split or the
+    order: RecBole would take its ``eval_args`` whole, and ``--protocol time-split`` would quietly split otherwise.
+
+    Raises:
+        ValueError: naming the file and key whose split or order is not the protocol's.
+    """
+    eval_args = dict(PROTOCOLS[protocol])
+    for path, settings in config_files:
+        for key, value in (settings.get("eval_args") or {}).items():
+            if key in ("split", "order") and value != eval_args[key]:
+                raise ValueError(
+                    f"{path}: eval_args.{key} {value} is not --protocol {protocol}'s {eval_args[key]}; "
+                    f"leave the {key} to --protocol"
+                )
+            eval_args[key] = value
+    return eval_args
+
+
 PROTOCOL = {
     "eval_args": PROTOCOLS["leave-one-out"],
     "metrics": ["Recall", "MRR", "NDCG", "Hit"],
@@ -466,10 +488,16 @@ def parse_args():
     if args.lr_grid is None:
         args.lr_grid = SUITE_LR_GRIDS.get(args.suite, [])
     args.overrides = {}
+    files = []
     for path in args.config_files:
         with open(path, encoding="utf-8") as file:
-            args.overrides.update(yaml.safe_load(file) or {})
-    args.protocol = {**PROTOCOL, "eval_args": PROTOCOLS[args.protocol]}
+            files.append((path, yaml.safe_load(file) or {}))
+        args.overrides.update(files[-1][1])
+    args.overrides.pop("eval_args", None)
+    try:
+        args.protocol = {**PROTOCOL, "eval_args": protocol_eval_args(args.protocol, files)}
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
     return args
 

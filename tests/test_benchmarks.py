@@ -431,7 +431,7 @@ def test_din_under_a_sampled_evaluation_reports_the_papers_pointwise_metrics(tmp
         **TINY_MODEL_CONFIG, "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"]},
         "embedding_size": 4, "mlp_hidden_size": [16, 8], "MAX_ITEM_LIST_LENGTH": 8, "epochs": 1,
         "train_batch_size": 64, "state": "WARNING",
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni10"},
+        "eval_args": {"mode": "uni10"},  # the split is --protocol's (leave-one-out here)
     }
     overrides.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
@@ -449,3 +449,17 @@ def test_din_under_a_sampled_evaluation_reports_the_papers_pointwise_metrics(tmp
     assert "test gauc | test auc | test logloss" in markdown
     for metric in ("gauc", "logloss"):
         assert f"| DUET-DIN | DIN | {metric} | " in markdown and f"| DUET-DIN | Layers-DIN | {metric} | " in markdown
+
+
+def test_a_config_file_samples_under_either_protocol_and_cannot_change_its_split():
+    from benchmarks.run import protocol_eval_args
+
+    sampled = [("din.yaml", {"eval_args": {"mode": "uni100"}}), ("other.yaml", {"epochs": 3})]
+    assert protocol_eval_args("time-split", sampled) == {"split": {"TS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "uni100"}
+    assert protocol_eval_args("leave-one-out", sampled)["split"] == {"LS": "valid_and_test"}
+    # restating the protocol's own split is allowed; another one is refused, naming the file and the key
+    assert protocol_eval_args("leave-one-out", [("a.yaml", {"eval_args": {"split": {"LS": "valid_and_test"}}})])
+    with pytest.raises(ValueError, match=r"^loo\.yaml: eval_args\.split \{'LS': 'valid_and_test'\} is not --protocol time-split's"):
+        protocol_eval_args("time-split", [("loo.yaml", {"eval_args": {"split": {"LS": "valid_and_test"}, "mode": "uni100"}})])
+    with pytest.raises(ValueError, match="eval_args.order"):
+        protocol_eval_args("time-split", [("ro.yaml", {"eval_args": {"order": "RO"}})])
