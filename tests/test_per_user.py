@@ -224,8 +224,18 @@ def test_a_user_with_two_targets_averages_its_pairs():
     assert overall["gauc"] == pytest.approx((2 * 0.75 + 0.25) / 3)  # users weighted by their targets, as RecBole's
     assert overall["logloss"] == pytest.approx((loss_0 + loss_1) / 7)  # over all seven scored pairs
     np.testing.assert_allclose(per_user["logloss"], [loss_0 / 4, loss_1 / 3], rtol=1e-6)
+    assert per_user["gauc"].dtype == per_user["logloss"].dtype == np.float32  # as the ranking columns: half the bytes
     assert overall["auc"] == pytest.approx(((0.9 > 0.5) + (0.9 > 0.1) + (0.9 > 0.3) + (0.9 > 0.6) + (0.4 > 0.1)
                                             + (0.4 > 0.3) + (0.3 > 0.1) + 0.5) / 12)
+
+
+def test_a_probability_of_exactly_0_or_1_costs_a_clipped_finite_log_loss():
+    """User 0's target scored 0 and its drawn item 1: each loss is -log(1e-15), as RecBole's LogLoss clips; user 1's
+    target scored 1 and drawn item 0 cost next to nothing."""
+    scores = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    batch = sampled_pair_metrics(scores, torch.tensor([0, 1]), torch.tensor([0, 1]), probabilities=True)
+    clipped = -math.log(1e-15) - math.log1p(-(1 - 1e-15))  # 1 - 1e-15 rounds in double: about 34.54 each
+    np.testing.assert_allclose(batch["logloss_sum"].numpy(), [clipped, 0.0], rtol=1e-9, atol=1e-12)
 
 
 def test_the_pooled_auc_counts_every_pair_once_and_ties_half():
