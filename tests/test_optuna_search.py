@@ -206,6 +206,21 @@ def test_a_settings_simplicity_counts_steps_from_each_choices_first_value():
     assert optuna_search.simplicity({"update_dropout": 0.3, "hidden": "[64, 64]", "lr": 0.11}, SCREEN) == 3
 
 
+def test_a_choice_mixing_a_plain_value_and_a_list_runs_each_point_with_its_value(tmp_path):
+    seen = []
+
+    def record(parameters, report, name):
+        seen.append(parameters["hidden"])
+        report(0, 0.5)
+        return {"best_valid_score": 0.5, "best_valid_result": {}, "test_result": {}}
+
+    study = search(tmp_path, "hidden choice [None, [64]]\n", record)
+    assert sorted(seen, key=repr) == [None, [64]]  # the values themselves, each point once
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    space = optuna_search.read_search_space(str(tmp_path / "space"))
+    assert optuna_search.chosen_trial(study, space, tie_margin=0.1).params == {"hidden": "None"}  # the first listed
+
+
 @pytest.mark.parametrize("margin, chosen", [(0.0, 2), (0.0004, 1), (0.0006, 0), (0.0005, 1)])
 def test_a_tie_on_validation_keeps_the_simpler_setting(margin, chosen):
     scored = [({"update_dropout": 0.0}, 0.0527), ({"update_dropout": 0.1}, 0.0529), ({"update_dropout": 0.3}, 0.0532)]

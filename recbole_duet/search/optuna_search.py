@@ -72,12 +72,18 @@ def _is_plain(value):
     return value is None or isinstance(value, (bool, int, float, str))
 
 
+def offered(values):
+    """A ``choice``'s values as Optuna holds them: as they are, or all as their text when any is not a plain value
+    (e.g. layer sizes), since Optuna's categorical values must be plain. The suggestions, the grid's queued points
+    and the trials' recorded parameters all use this one form."""
+    return list(values) if all(_is_plain(value) for value in values) else [repr(value) for value in values]
+
+
 def suggest(trial, name, kind, values):
     """The trial's value of one parameter; a ``choice`` of lists (e.g. layer sizes) is offered as their text."""
     if kind == "choice":
-        if all(_is_plain(value) for value in values):
-            return trial.suggest_categorical(name, values)
-        return ast.literal_eval(trial.suggest_categorical(name, [repr(value) for value in values]))
+        value = trial.suggest_categorical(name, offered(values))
+        return value if all(_is_plain(option) for option in values) else ast.literal_eval(value)
     if kind == "uniform":
         return trial.suggest_float(name, values[0], values[1])
     if kind == "loguniform":  # hyperopt's bounds are natural logarithms
@@ -89,7 +95,7 @@ def suggest(trial, name, kind, values):
 def grid_points(space):
     """Every point of an all-``choice`` space, as Optuna's fixed parameters (lists offered as text)."""
     names = list(space)
-    options = [[v if _is_plain(v) else repr(v) for v in space[name][1]] for name in names]
+    options = [offered(space[name][1]) for name in names]
     return [dict(zip(names, point)) for point in itertools.product(*options)]
 
 
@@ -326,7 +332,7 @@ def simplicity(params, space):
     steps = 0
     for name, (kind, values) in space.items():
         if kind == "choice" and name in params:
-            steps += [value if _is_plain(value) else repr(value) for value in values].index(params[name])
+            steps += offered(values).index(params[name])
     return steps
 
 
