@@ -146,14 +146,13 @@ def _optuna_search(args, params_file):
     except (*USER_ERRORS, ValueError) as error:
         sys.exit(f"error: {error}")
     space = optuna_search.read_search_space(params_file)
-    optuna_search.export_result(study, args.output_file, space, args.tie_margin)
+    chosen = optuna_search.export_result(study, args.output_file, space, args.tie_margin)
     print(f"study '{study.study_name}' in {args.storage} (optuna-dashboard {args.storage} shows it)")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if complete:
         print("best params: ", study.best_trial.params)
         print("best valid score: ", study.best_value)
-    if complete and args.tie_margin:
-        chosen = optuna_search.chosen_trial(study, space, args.tie_margin)
+    if chosen:
         print(f"chosen params (the simplest within {args.tie_margin} of the best): ", chosen.params)
 
 

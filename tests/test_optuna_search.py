@@ -241,9 +241,10 @@ def test_the_result_file_names_the_chosen_setting_beside_the_best(tmp_path):
     space_text = "learning_rate choice [0.01,0.02]\n"
     study = search(tmp_path, space_text, partial(fake_training, curves=curves))
     space = optuna_search.read_search_space(str(tmp_path / "space"))
-    optuna_search.export_result(study, str(tmp_path / "plain"), space)
+    assert optuna_search.export_result(study, str(tmp_path / "plain"), space) is None
     assert "Chosen" not in (tmp_path / "plain").read_text()
-    optuna_search.export_result(study, str(tmp_path / "result"), space, tie_margin=0.0005)
+    chosen = optuna_search.export_result(study, str(tmp_path / "result"), space, tie_margin=0.0005)
+    assert chosen.params == {"learning_rate": 0.01}  # returned for the printout, not chosen twice
     assert (tmp_path / "result").read_text().endswith(
         "Best params: learning_rate:0.02\nBest valid score: 0.3004\n"
         "Chosen params (the simplest within 0.0005 of the best): learning_rate:0.01\nChosen valid score: 0.3001\n"

@@ -364,7 +364,7 @@ def chosen_trial(study, space, tie_margin=0.0):
 
 def export_result(study, output_file, space=None, tie_margin=0.0):
     """RecBole's result file: each trial's parameters and its valid and test results (or how it ended), then
-    the best trial and, with a ``tie_margin``, the one :func:`choose` keeps."""
+    the best trial and, with a ``tie_margin``, the one :func:`choose` keeps, which is returned (else None)."""
     lines = []
     for trial in study.get_trials(deepcopy=False):
         parameters = ", ".join(f"{name}:{value}" for name, value in trial.params.items())
@@ -373,17 +373,18 @@ def export_result(study, output_file, space=None, tie_margin=0.0):
         else:
             lines += [parameters, f"  {trial.state.name.lower()}: {trial.user_attrs.get('reason', '')}", ""]
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    chosen = chosen_trial(study, space, tie_margin) if tie_margin else None
     if complete:
         best = study.best_trial
         lines.append(f"Best params: {', '.join(f'{n}:{v}' for n, v in best.params.items())}")
         lines.append(f"Best valid score: {best.value}")
-        if tie_margin:
-            chosen = chosen_trial(study, space, tie_margin)
-            lines.append(
-                f"Chosen params (the simplest within {tie_margin} of the best): "
-                f"{', '.join(f'{n}:{v}' for n, v in chosen.params.items())}"
-            )
-            lines.append(f"Chosen valid score: {chosen.value}")
+    if chosen:
+        lines.append(
+            f"Chosen params (the simplest within {tie_margin} of the best): "
+            f"{', '.join(f'{n}:{v}' for n, v in chosen.params.items())}"
+        )
+        lines.append(f"Chosen valid score: {chosen.value}")
     with open(output_file + ".tmp", "w", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")
     os.replace(output_file + ".tmp", output_file)
+    return chosen
