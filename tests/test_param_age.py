@@ -66,3 +66,28 @@ def test_training_reads_the_current_window_whatever_the_age(tiny_config_dict):
     model.eval()
     end, has_window = model.window_end(lengths)
     assert end.tolist() == [1, 1, 1, 4] and has_window.tolist() == [False, False, True, True]
+
+
+def test_training_ages_each_window_by_a_draw_from_0_to_train_param_age(tiny_config_dict):
+    """``train_param_age: n``: every device's window ends ``0 .. n`` interactions early, drawn per device; a device
+    whose draw reaches its whole history trains with the global layers (``has_window`` False)."""
+    _, _, model = build_pipeline({**tiny_config_dict, "train_param_age": 3})
+    model.train()
+    lengths = torch.full((2000,), 20)
+    torch.manual_seed(0)
+    end, has_window = model.window_end(lengths)
+    assert sorted(set((lengths - end).tolist())) == [0, 1, 2, 3]  # every age drawn, none beyond 3
+    assert has_window.all()
+    short = torch.tensor([1, 2] * 500)
+    end, has_window = model.window_end(short)
+    assert torch.equal(end[~has_window], torch.ones_like(end[~has_window]))  # a valid length, though unused
+    assert ((short - end)[has_window] < short[has_window]).all()  # a kept window holds an item
+    assert (~has_window).any() and has_window.any()
+
+
+def test_a_training_age_leaves_evaluation_on_the_current_window(tiny_config_dict):
+    _, _, model = build_pipeline({**tiny_config_dict, "train_param_age": 5})
+    model.eval()
+    lengths = torch.tensor([1, 4, 8])
+    end, has_window = model.window_end(lengths)
+    assert torch.equal(end, lengths) and has_window is None

@@ -50,6 +50,7 @@ class DUETBase:
         self.generator_lr_scale = config["generator_lr_scale"]
         self.inference = config["duet_inference"]
         self.param_age = config["duet_param_age"]
+        self.train_param_age = config["train_param_age"]
         if config["freeze_backbone"]:
             self.backbone.requires_grad_(False)
 
@@ -118,16 +119,28 @@ class DUETBase:
         A deployed device keeps the parameters of its last request while its history moves on. Evaluating with
         ``duet_param_age: k`` reproduces that: the generator reads the window as it was ``k`` interactions before
         the scored one (its ``k`` newest items hidden), while the static layers read the whole history. A device
-        with no interaction that old keeps the global layers. Training always reads the current window.
+        with no interaction that old keeps the global layers. Training reads the current window, or with
+        ``train_param_age: n`` a window aged by a random ``0 .. n`` per device and step, so that the generator
+        learns updates that still hold some interactions after the request.
 
         Returns:
             tuple: the window's end ``[B]`` (at least 1, a valid history length) and ``[B]`` booleans, whether the
             device had a window then (None when every device has: no age applied).
         """
-        if self.training or self.param_age == 0:
+        age = self._window_age(item_seq_len)
+        if age is None:
             return item_seq_len, None
-        end = item_seq_len - self.param_age
+        end = item_seq_len - age
         return end.clamp(min=1), end > 0
+
+    def _window_age(self, item_seq_len):
+        """How many interactions old each device's window is: None (current), ``duet_param_age`` when evaluating,
+        a draw from ``0 .. train_param_age`` per device when training."""
+        if not self.training:
+            return self.param_age or None
+        if self.train_param_age == 0:
+            return None
+        return torch.randint(0, self.train_param_age + 1, item_seq_len.shape, device=item_seq_len.device)
 
     def _generate(self, window, window_len, has_window=None):
         """Cloud side of DUET: real-time windows ``[B, W, d]`` -> one :class:`GeneratedLayer` per dynamic layer.

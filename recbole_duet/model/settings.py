@@ -167,6 +167,10 @@ KEYS = [
         "Evaluation only: the generator reads the window as it was this many interactions before the scored one (a device's parameters from an earlier request); the static layers read the whole history. No window that old: the global layers.",
     ),
     Key(
+        "train_param_age", DUET_ONLY, "int", 0, _integer_at_least(0),
+        "Training only: each device's generator reads the window as it was a random 0 to this many interactions before the target (drawn per device and step), as parameters age between requests; no window that old: the global layers.",
+    ),
+    Key(
         "finetune_steps", FINETUNE_ONLY, "int", 10, _integer_at_least(1),
         'SGD steps each device takes on its own window.',
     ),
