@@ -20,6 +20,7 @@ from recbole_duet.model.backbones import (
     CosineScoring,
     REFUSED_BACKBONES,
     SequenceStatesTap,
+    check_backbone,
     reads_states,
     refusal,
 )
@@ -118,6 +119,23 @@ def test_refused_backbones_fail_before_reading_data_saying_why(run_dir, backbone
     assert "'backbone'" in message and repr(backbone) in message and "\n" not in message
     assert f"{backbone} is refused: {REFUSED_BACKBONES[backbone]}" in message
     assert "'SASRec'" in message and "'NARM'" in message
+
+
+@pytest.mark.parametrize("name", ["gru4rec", "GRU4REC", "Gru4Rec"])
+def test_a_backbone_named_in_the_wrong_case_is_refused_naming_the_right_one(name):
+    """In process (the command-line test of the same mistake runs in a subprocess mutation testing cannot see)."""
+    with pytest.raises(ConfigError) as error:
+        check_backbone(name)
+    assert str(error.value) == (
+        f"Invalid value '{name}' for config key 'backbone': expected 'GRU4Rec' (backbone names are case-sensitive)."
+    )
+
+
+@pytest.mark.parametrize("name", ["NoSuch", 3, None])
+def test_an_unknown_backbone_is_refused_listing_the_supported_ones(name):
+    with pytest.raises(ConfigError) as error:
+        check_backbone(name)
+    assert str(error.value) == f"Invalid value {name!r} for config key 'backbone': expected one of {list(BACKBONE_CLASSES)}."
 
 
 @pytest.mark.parametrize(
