@@ -25,6 +25,19 @@ def test_round_trip_loads_with_weights_only(tmp_path):
     assert os.listdir(tmp_path) == ["model.pth"]
 
 
+class _CodeInAFile:
+    """Anything pickled by class reference: unpickling it would run code the file names."""
+
+
+def test_a_checkpoint_holding_code_is_refused_even_where_the_environment_allows_pickle(tmp_path, monkeypatch):
+    """``weights_only=True`` is passed, not left to torch's default, which this variable turns off."""
+    path = str(tmp_path / "code.pth")
+    torch.save({"format": "recbole-duet-checkpoint-v1", "payload": _CodeInAFile()}, path)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(CheckpointError, match="code.pth' cannot be loaded safely"):
+        load_checkpoint(path)
+
+
 def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = str(tmp_path / "model.pth")
     save_checkpoint({"epoch": 1}, path)
