@@ -12,7 +12,8 @@ family sharing one training per seed and learning rate:
   (:mod:`recbole_duet.training.cloud_first`), so Base is the cloud model the first one kept, and the records keep that
   first training's epochs, validation and test under ``cloud_stage``;
 * ``Layers-<backbone>``: the cloud model without a generator, i.e. the backbone with the same extra (dynamic)
-  layers trained as ordinary global layers (DUET with ``duet_inference: global``); ``Finetune-<backbone>`` and
+  layers trained as ordinary global layers (DUET with ``duet_inference: global``; with DIN, whose dynamic layers
+  are its own prediction MLP, that is DIN trained as DIN is); ``Finetune-<backbone>`` and
   ``FinetuneAll-<backbone>``: the fine-tuning baseline (``model: Finetune``, ``finetune_scope: dynamic`` /
   ``all``) on that model's best checkpoint (``cloud_checkpoint``), each device tuning its dynamic layers, or every
   parameter, on its own window. Fine-tuning starts from the Layers model, the cloud model trained without a
