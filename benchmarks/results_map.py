@@ -69,14 +69,15 @@ NOT_MEASURED = [("uni100", "Beauty", "DIN"), ("time split", "Beauty", "DIN")]
 def cost_ratio(runs, seeds):
     """Mean over seeds of a DUET run's wall-clock over the backbone's, counting only seeds whose three runs name the
     same machine; None if no seed does. A DUET trained on a fixed cloud model (``cloud_checkpoint``, the Layers
-    model) costs that cloud model's training too; one trained jointly (DUET(DIN)) costs its one training."""
+    model) costs that cloud model's training too; one that trained its own cloud model in the run (jointly, as
+    DUET(DIN) does, or both stages of ``cloud_first``) costs its one run."""
     ratios = []
     for seed in seeds:
         layers, duet, backbone = (runs[role][seed] for role in ("Layers", "DUET", "backbone"))
         machines = {record.get("machine") for record in (layers, duet, backbone)}
         if len(machines) == 1 and None not in machines:
             duet_run = duet["wall_seconds"]
-            if "cloud_checkpoint" in duet.get("config", {}):
+            if "cloud_checkpoint" in duet["config"]:
                 duet_run += layers["wall_seconds"]
             ratios.append(duet_run / backbone["wall_seconds"])
     return (statistics.mean(ratios), len(ratios)) if ratios else None
