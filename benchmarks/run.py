@@ -13,7 +13,8 @@ family sharing one training per seed and learning rate:
   first training's epochs, validation and test under ``cloud_stage``;
 * ``Layers-<backbone>``: the cloud model without a generator, i.e. the backbone with the same extra (dynamic)
   layers trained as ordinary global layers (DUET with ``duet_inference: global``; with DIN, whose dynamic layers
-  are its own prediction MLP, that is DIN trained as DIN is); ``Finetune-<backbone>`` and
+  are its own prediction MLP, that is DIN trained as DIN is, so the family shares DIN's own training and
+  ``Layers-DIN`` is DIN's record under that name); ``Finetune-<backbone>`` and
   ``FinetuneAll-<backbone>``: the fine-tuning baseline (``model: Finetune``, ``finetune_scope: dynamic`` /
   ``all``) on that model's best checkpoint (``cloud_checkpoint``), each device tuning its dynamic layers, or every
   parameter, on its own window. Fine-tuning starts from the Layers model, the cloud model trained without a
@@ -41,7 +42,8 @@ record's per-user test metrics go to ``<out>/per_user/*.npz``, so a stopped run 
 finished trainings and paired statistics never need a retraining. A training in progress keeps its whole state
 in ``<out>/checkpoints/`` after every epoch (:mod:`recbole_duet.training.state`), so a harness stopped
 mid-training (e.g. at the end of a session) goes on from the last finished epoch. Several harness processes
-with different ``--models`` may share one ``--out``. ``results.md`` (with paired bootstrap CIs) and the PNG
+may share one ``--out`` as long as no training is in two of them (``DIN`` and ``Layers-DIN`` are one training).
+``results.md`` (with paired bootstrap CIs) and the PNG
 plots are rewritten at the end.
 """
 
@@ -73,6 +75,7 @@ from benchmarks.report import (
     write_plots,
 )
 from recbole_duet.config import Config
+from recbole_duet.model.backbones import PAIRWISE_BACKBONES
 from recbole_duet.quick_start import build_model, run_experiment
 from recbole_duet.training.cloud_first import cloud_state_file
 from recbole_duet.training.trainer import get_trainer
@@ -146,16 +149,23 @@ FAMILY_OF = {member: family for family, members in FAMILIES.items() for member i
 FAMILY_NAMES = {family.lower(): family for family in FAMILIES}  # a job's kind -> its family
 
 
-def member_model_config(member, training_config, checkpoint):
-    """``(model, config_dict)`` of a family member that is a model of its own (``FAMILIES``' "model"), on the family's
-    best checkpoint ``checkpoint``; None for a member that is the trained model itself. Keys the training was started
-    with are not the member's: it starts from the checkpoint."""
+def trains_as_backbone(family, backbone):
+    """Whether ``family``'s training on ``backbone`` is the backbone's own training. DUET(DIN)'s dynamic layers are
+    DIN's prediction MLP, so the Layers model of DIN is DIN, trained as DIN is (the same seed gives the same
+    weights: tests/test_din.py): its family shares DIN's training instead of repeating it."""
+    return family == "Layers" and backbone in PAIRWISE_BACKBONES
+
+
+def member_model_config(member, backbone, training_config, checkpoint):
+    """``(model, config_dict)`` of a family member that is a model of its own (``FAMILIES``' "model") on ``backbone``,
+    on the family's best checkpoint ``checkpoint``; None for a member that is the trained model itself. Keys the
+    training was started with are not the member's: it starts from the checkpoint."""
     spec = FAMILIES[FAMILY_OF[member]][member]
     if "model" not in spec:
         return None
     starts = ("backbone_checkpoint", "freeze_backbone", "cloud_checkpoint", *FAMILY_TRAINING[FAMILY_OF[member]])
     config_dict = {key: value for key, value in training_config.items() if key not in starts}
-    return spec["model"], {**config_dict, **spec["config"], "cloud_checkpoint": checkpoint}
+    return spec["model"], {**config_dict, **spec["config"], "backbone": backbone, "cloud_checkpoint": checkpoint}
 
 
 def split_name(name):
@@ -210,21 +220,26 @@ class Harness:
         return path
 
     def member_trainer(self, job, seed, learning_rate, member, config_dict, run):
-        """A trainer holding the model ``member`` scores with: the family's trained model with the member's inference
-        settings, or the member's own model on the training's best checkpoint (:func:`member_model_config`)."""
+        """A trainer holding the model ``member`` (a family member, or None for a plain model) scores with, and
+        whether that is the trained model as trained: the training's own model (with the member's inference
+        settings where the training is DUET's), or the member's own model on the training's best checkpoint
+        (:func:`member_model_config`)."""
+        kind, backbone, _ = job
         trainer = run["trainer"]
+        if member is None or kind == "plain" and "model" not in FAMILIES[FAMILY_OF[member]][member]:
+            return trainer, True  # a plain model, or a family member that is the backbone's own training
         checkpoint = self.model_file(self.args.out, training_name(job), seed, config_dict.get("learning_rate"))
-        own = member_model_config(member, config_dict, checkpoint)
+        own = member_model_config(member, backbone, config_dict, checkpoint)
         if own is None:  # the trained model, scored as the member is
             trainer.model.inference = FAMILIES[FAMILY_OF[member]][member]["inference"]
-            return trainer
+            return trainer, member == FAMILY_NAMES[kind]
         model, member_config = own
         where = {"checkpoint_dir": self.checkpoint_dir(job, seed, learning_rate)}  # it saves nothing there
         config = Config(model=model, dataset=self.args.dataset, config_dict={**member_config, **where})
         train_data = run["data"][0]
         own_trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, build_model(config, train_data._dataset))
         own_trainer.eval_collector.data_collect(train_data)  # what fit does first, for metrics counting training items
-        return own_trainer
+        return own_trainer, False
 
     def train(self, job, model, overrides, seed, learning_rate):
         config_dict = {**self.args.protocol, **SUITES[self.args.suite], **self.args.overrides, **overrides, "seed": seed}
@@ -275,46 +290,42 @@ class Harness:
             **({"cloud_stage": cloud_stage_record(run["cloud_stage"], config_dict)} if "cloud_stage" in run else {}),
         }
 
-    def run_single(self, job, seed, learning_rate):
-        """Train one plain RecBole model and record it."""
-        name = job[1]
-        config_dict, run = self.train(job, name, {}, seed, learning_rate)
-        self.keep_model(run, name, seed, config_dict.get("learning_rate"))  # the rate its record names
-        valid = plain_metrics(run["result"]["best_valid_result"])
-        return [self.record(name, name, seed, config_dict, run, valid)]
-
-    def run_family(self, job, seed, learning_rate):
-        """Train a family's model once; record each requested member, scored with its own inference settings."""
-        kind, backbone, members = job
+    def training_model(self, job, seed):
+        """``(model, overrides)`` of ``job``'s training: a plain model as RecBole trains it, or a family's DUET."""
+        kind, name, _ = job
+        if kind == "plain":
+            return name, {}
         family = FAMILY_NAMES[kind]
-        overrides = {"backbone": backbone, **FAMILY_TRAINING[family]}
+        overrides = {"backbone": name, **FAMILY_TRAINING[family]}
         if self.args.backbones_from:
-            plain = ("plain", backbone, (backbone,))
+            plain = ("plain", name, (name,))
             overrides["backbone_checkpoint"] = self.trained_model(self.args.backbones_from, "--backbones-from", plain, seed)
         if self.args.cloud_from and family == "DUET":
-            cloud = ("layers", backbone, (f"Layers-{backbone}",))
+            cloud = ("layers", name, (f"Layers-{name}",))
             overrides["cloud_checkpoint"] = self.trained_model(self.args.cloud_from, "--cloud-from", cloud, seed)
-        config_dict, run = self.train(job, "DUET", overrides, seed, learning_rate)
+        return "DUET", overrides
+
+    def run_job(self, job, seed, learning_rate):
+        """Train ``job``'s model once; record each requested member, scored with its own inference settings."""
+        kind, backbone, members = job
+        model, overrides = self.training_model(job, seed)
+        config_dict, run = self.train(job, model, overrides, seed, learning_rate)
         self.keep_model(run, training_name(job), seed, config_dict.get("learning_rate"))
         records = []
         for member in members:
             member_family = split_name(member)[0]
-            trainer = self.member_trainer(job, seed, learning_rate, member_family, config_dict, run)
-            if member_family == family:  # the trained model as trained: its early-stopping validation
+            trainer, as_trained = self.member_trainer(job, seed, learning_rate, member_family, config_dict, run)
+            if as_trained:  # its early-stopping validation
                 valid = plain_metrics(run["result"]["best_valid_result"])
             else:
                 valid = plain_metrics(trainer.evaluate(run["data"][1], load_best_model=False))
             entry = self.record(member, backbone, seed, config_dict, {**run, "trainer": trainer}, valid)
-            entry["training"] = training_name(job)
+            if member != training_name(job) or kind != "plain":
+                entry["training"] = training_name(job)
             if member_family in ADAPTATION:
                 entry["adaptation"] = ADAPTATION[member_family](trainer.model, run["data"][2]._dataset.inter_feat)
             records.append(entry)
         return records
-
-    def run_job(self, job, seed, learning_rate):
-        if job[0] == "plain":
-            return self.run_single(job, seed, learning_rate)
-        return self.run_family(job, seed, learning_rate)
 
 
 def cloud_stage_record(stage, config_dict):
@@ -364,15 +375,20 @@ def append_records(path, new_records):
 
 def training_jobs(models):
     """The trainings behind ``models``: ``(kind, name, members)``, one per plain model and per family and backbone
-    (kind ``plain``, ``duet`` or ``layers``)."""
-    jobs, families = [], {}
+    (kind ``plain``, ``duet`` or ``layers``), the plain ones first; a family that trains as its backbone
+    (:func:`trains_as_backbone`) joins the backbone's plain training."""
+    trainings = {}
     for name in models:
         member, backbone = split_name(name)
         if member is None:
-            jobs.append(("plain", name, (name,)))
+            key = ("plain", name)
+        elif trains_as_backbone(FAMILY_OF[member], backbone):
+            key = ("plain", backbone)
         else:
-            families.setdefault((FAMILY_OF[member].lower(), backbone), []).append(name)
-    return jobs + [(kind, backbone, tuple(members)) for (kind, backbone), members in families.items()]
+            key = (FAMILY_OF[member].lower(), backbone)
+        trainings.setdefault(key, []).append(name)
+    ordered = sorted(trainings.items(), key=lambda item: item[0][0] != "plain")  # stable: otherwise as asked
+    return [(kind, name, tuple(members)) for (kind, name), members in ordered]
 
 
 def training_name(job):

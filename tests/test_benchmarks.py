@@ -252,12 +252,31 @@ def test_finetune_rows_are_the_finetune_model_on_the_layers_checkpoint(member, s
     assert split_name(f"{member}-SASRec") == (member, "SASRec") and FAMILY_OF[member] == "Layers"
     assert training_jobs([f"{member}-SASRec"]) == [("layers", "SASRec", (f"{member}-SASRec",))]
     training = {"backbone": "SASRec", "duet_inference": "global", "backbone_checkpoint": "b.pth", "seed": 3, "finetune_steps": 2}
-    model, config_dict = member_model_config(member, training, "layers.pth")
+    model, config_dict = member_model_config(member, "SASRec", training, "layers.pth")
     assert model == "Finetune"
     assert config_dict == {
         "backbone": "SASRec", "seed": 3, "finetune_steps": 2, "finetune_scope": scope, "cloud_checkpoint": "layers.pth"
     }
-    assert member_model_config("Base", training, "duet.pth") is None  # the trained DUET itself, scored globally
+    assert member_model_config("Base", "SASRec", training, "duet.pth") is None  # the trained DUET itself, scored globally
+
+
+def test_the_layers_family_of_din_shares_dins_own_training():
+    """DUET(DIN)'s dynamic layers are DIN's MLP, so Layers-DIN is DIN: its family joins DIN's plain training (one
+    training for DIN, Layers-DIN and Finetune-DIN), plain trainings first; other backbones keep their own."""
+    from benchmarks.run import member_model_config, training_jobs
+
+    jobs = training_jobs(["DUET-DIN", "Layers-DIN", "Finetune-DIN", "DIN", "Layers-SASRec", "SASRec"])
+    assert jobs == [
+        ("plain", "DIN", ("Layers-DIN", "Finetune-DIN", "DIN")),
+        ("plain", "SASRec", ("SASRec",)),
+        ("duet", "DIN", ("DUET-DIN",)),
+        ("layers", "SASRec", ("Layers-SASRec",)),
+    ]
+    assert training_jobs(["Finetune-DIN"]) == [("plain", "DIN", ("Finetune-DIN",))]
+    plain_din = {"seed": 3, "learning_rate": 0.003}  # a plain training's config names no backbone
+    assert member_model_config("Finetune", "DIN", plain_din, "din.pth") == (
+        "Finetune", {**plain_din, "finetune_scope": "dynamic", "backbone": "DIN", "cloud_checkpoint": "din.pth"}
+    )
 
 
 ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "configs", "ablations")
@@ -436,11 +455,19 @@ def test_din_under_a_sampled_evaluation_reports_the_papers_pointwise_metrics(tmp
     overrides.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "1", "--data-path", data_path]
-    command += ["--models", "DIN", "DUET-DIN", "Layers-DIN", "--config-files", str(overrides), "--out", str(out)]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
+    command += ["--models", "DIN", "DUET-DIN", "Layers-DIN", "Finetune-DIN", "--config-files", str(overrides)]
+    completed = subprocess.run(
+        command + ["--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path()
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "2 training runs to do" in completed.stdout  # DIN's (with Layers-DIN and Finetune-DIN) and DUET-DIN's
     records = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
-    assert set(records) == {"DIN", "DUET-DIN", "Layers-DIN"}
+    assert set(records) == {"DIN", "DUET-DIN", "Layers-DIN", "Finetune-DIN"}
+    # Layers-DIN is DIN's training, recorded under its name; Finetune-DIN tunes that training's kept model
+    assert records["Layers-DIN"]["training"] == records["Finetune-DIN"]["training"] == "DIN"
+    assert "training" not in records["DIN"] and records["Layers-DIN"]["test"] == records["DIN"]["test"]
+    assert sorted(path.name.split("-2020")[0] for path in (out / "models").iterdir()) == ["tiny-DIN", "tiny-DUET-DIN"]
+    assert records["Finetune-DIN"]["test"] != records["DIN"]["test"]  # each device tuned its MLP
     for record in records.values():
         assert {"gauc", "auc", "logloss"} <= set(record["test"]) and 0 < record["test"]["logloss"]
         with np.load(out / record["per_user_file"]) as per_user:

@@ -7,10 +7,12 @@ import torch
 from conftest import assert_device_parameters_equal, build_pipeline
 
 from recbole_duet import run_recbole_duet
+from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
 from recbole_duet.errors import DatasetNotFoundError
 from recbole_duet.model import DUETDIN
 from recbole_duet.model.din_head import item_feature_embedding
+from recbole_duet.quick_start import run_experiment
 
 pytestmark = pytest.mark.kernel_sensitive
 
@@ -48,6 +50,24 @@ def test_the_din_cloud_model_alone_scores_as_duet_din_with_its_global_mlp(din_co
     with torch.no_grad():
         torch.testing.assert_close(cloud.predict(batch), duet.predict(batch), atol=0, rtol=0)
         torch.testing.assert_close(cloud.full_sort_predict(batch), duet.full_sort_predict(batch), atol=0, rtol=0)
+
+
+def test_a_trained_din_is_the_cloud_model_duet_din_trains_without_its_generator(din_config_dict):
+    """DUET(DIN) scored with its global MLP (``duet_inference: global``, the harness's Layers-DIN) trains DIN's own
+    weights as DIN trains them: an epoch of each from one seed ends at the same DIN. So the harness trains it once,
+    and the checkpoint of a plain DIN is the cloud model the fine-tuning baseline tunes, loaded exactly."""
+    plain = {key: value for key, value in din_config_dict.items() if key != "backbone"}
+    din = run_experiment(Config(model="DIN", dataset="tiny", config_dict=plain))["trainer"]
+    layers = run_experiment(Config(model="DUET", dataset="tiny", config_dict={**din_config_dict, "duet_inference": "global"}))
+    untrained = build_pipeline(din_config_dict)[2].backbone.state_dict()
+    din_state, layers_state = din.model.state_dict(), layers["trainer"].model.backbone.state_dict()
+    assert set(din_state) == set(layers_state)
+    for name, value in din_state.items():
+        torch.testing.assert_close(layers_state[name], value, msg=name)
+    assert not torch.equal(din_state["dnn_predict_layers.weight"], untrained["dnn_predict_layers.weight"])  # it trained
+    _, _, finetune = build_pipeline({**din_config_dict, "cloud_checkpoint": din.saved_model_file}, model="Finetune")
+    for name, value in finetune.backbone.state_dict().items():
+        assert torch.equal(value, din_state[name]), name
 
 
 def test_every_generator_and_adapter_weight_receives_gradient(din_duet):

@@ -148,7 +148,7 @@ KEYS = [
     ),
     Key(
         "cloud_checkpoint", BOTH, "str", None, _existing_file_or_none(),
-        'A DUET trained with duet_inference=global (the cloud model alone, the Layers model): its backbone and global layers are loaded and kept fixed. DUET: only the generator and adapter learn; Finetune (required): the model each device tunes.',
+        'A DUET trained with duet_inference=global (the cloud model alone, the Layers model; with backbone DIN also a trained DIN, whose MLP is the global layers): its backbone and global layers are loaded and kept fixed. DUET: only the generator and adapter learn; Finetune (required): the model each device tunes.',
     ),
     Key(
         "training_order", DUET_ONLY, "str", 'cloud_first', _one_of(TRAINING_ORDERS),
@@ -245,6 +245,7 @@ def _check_finetune(settings):
     """The fine-tuning baseline tunes a trained cloud model, and tunes a whole model on next-item backbones only."""
     if settings["cloud_checkpoint"] is None:
         expected = "the checkpoint of the cloud model each device tunes: a DUET trained with duet_inference: global"
+        expected += " (with backbone DIN, a trained DIN too)" if settings["backbone"] == "DIN" else ""
         raise ConfigError("cloud_checkpoint", None, expected)
     if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
         raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")

@@ -13,6 +13,7 @@ backbone and its dynamic layers as ordinary global layers, the benchmarks' Layer
 layers are loaded and kept fixed, so the generator learns an update on top of a cloud model whose training (and
 early stopping) was its own, as the paper's flow has it: (1) train the UMN, (2) generate from real-time windows.
 The fine-tuning baseline (``model: Finetune``) starts from such a checkpoint too: it is the model each device tunes.
+On DIN the cloud model is DIN itself (its prediction MLP is the global layers), so a trained RecBole DIN is one too.
 """
 
 import json
@@ -84,6 +85,8 @@ def load_cloud_checkpoint(cloud_modules, path, config):
     """Load the cloud model of ``path`` (a DUET, or a Finetune holding the same cloud model, on ``config``'s dataset)
     into ``cloud_modules`` (``{"backbone": ..., "classifier": ...}``, named as in the checkpoint's state dict) and
     keep them fixed. What else the checkpoint holds (a DUET's generator and adapter) is not the cloud model's.
+    Where the cloud model is the backbone alone (``{"backbone": ...}``: DIN, whose MLP is the global layers), a
+    checkpoint of the backbone trained on its own is that cloud model too.
 
     Raises:
         CheckpointError: naming the file, when it holds another model or dataset, was trained with another
@@ -91,10 +94,16 @@ def load_cloud_checkpoint(cloud_modules, path, config):
             key: same shapes, another function), or holds parameters of other shapes (another item count or
             number of dynamic layers).
     """
-    checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", CLOUD_MODELS, config["dataset"])
-    _check_settings(trained, config, ("backbone", "duet_activation") + function_settings(config["backbone"]), where)
+    backbone_name = config["backbone"]
+    backbone_alone = set(cloud_modules) == {"backbone"}
+    models = CLOUD_MODELS + ([backbone_name] if backbone_alone else [])
+    checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", models, config["dataset"])
+    _check_settings(trained, config, ("backbone", "duet_activation") + function_settings(backbone_name), where)
+    state_dict = checkpoint["state_dict"]
+    if str(trained["model"]).lower() == backbone_name.lower():  # the backbone's own training, named as its module
+        state_dict = {f"backbone.{key}": value for key, value in state_dict.items()}
     for name, module in cloud_modules.items():
         prefix = name + "."
-        state = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+        state = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
         _load_into(module, state, where, name)
         module.requires_grad_(False)
