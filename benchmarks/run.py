@@ -75,7 +75,7 @@ from benchmarks.report import (
     write_plots,
 )
 from recbole_duet.config import Config
-from recbole_duet.model.backbones import PAIRWISE_BACKBONES
+from recbole_duet.model import plugin_class
 from recbole_duet.quick_start import build_model, run_experiment
 from recbole_duet.training.cloud_first import cloud_state_file
 from recbole_duet.training.trainer import get_trainer
@@ -150,10 +150,11 @@ FAMILY_NAMES = {family.lower(): family for family in FAMILIES}  # a job's kind -
 
 
 def trains_as_backbone(family, backbone):
-    """Whether ``family``'s training on ``backbone`` is the backbone's own training. DUET(DIN)'s dynamic layers are
-    DIN's prediction MLP, so the Layers model of DIN is DIN, trained as DIN is (the same seed gives the same
-    weights: tests/test_din.py): its family shares DIN's training instead of repeating it."""
-    return family == "Layers" and backbone in PAIRWISE_BACKBONES
+    """Whether ``family``'s training on ``backbone`` is the backbone's own training. Where the cloud model is the
+    backbone alone (``cloud_is_backbone``: DUET(DIN)'s dynamic layers are DIN's prediction MLP), the Layers model is
+    the backbone, trained as it is (the same seed gives the same weights: tests/test_din.py): its family shares the
+    backbone's training instead of repeating it."""
+    return family == "Layers" and plugin_class("DUET", backbone).cloud_is_backbone
 
 
 def member_model_config(member, backbone, training_config, checkpoint):
@@ -221,16 +222,16 @@ class Harness:
 
     def member_trainer(self, job, seed, learning_rate, member, config_dict, run):
         """A trainer holding the model ``member`` (a family member, or None for a plain model) scores with, and
-        whether that is the trained model as trained: the training's own model (with the member's inference
-        settings where the training is DUET's), or the member's own model on the training's best checkpoint
-        (:func:`member_model_config`)."""
+        whether that is the trained model as trained: the training's own model (scored with the member's inference
+        settings, except in a plain training, which is the model as trained), or the member's own model on the
+        training's best checkpoint (:func:`member_model_config`)."""
         kind, backbone, _ = job
         trainer = run["trainer"]
-        if member is None or kind == "plain" and "model" not in FAMILIES[FAMILY_OF[member]][member]:
-            return trainer, True  # a plain model, or a family member that is the backbone's own training
         checkpoint = self.model_file(self.args.out, training_name(job), seed, config_dict.get("learning_rate"))
-        own = member_model_config(member, backbone, config_dict, checkpoint)
-        if own is None:  # the trained model, scored as the member is
+        own = None if member is None else member_model_config(member, backbone, config_dict, checkpoint)
+        if own is None:  # the trained model itself
+            if kind == "plain":
+                return trainer, True
             trainer.model.inference = FAMILIES[FAMILY_OF[member]][member]["inference"]
             return trainer, member == FAMILY_NAMES[kind]
         model, member_config = own

@@ -115,10 +115,12 @@ def test_whole_model_finetuning_is_for_next_item_backbones(run_dir):
         Config(model="Finetune", dataset="ml-100k", config_dict=settings)
 
 
-def test_the_fine_tuning_baseline_needs_the_cloud_model_it_tunes(run_dir):
+@pytest.mark.parametrize("backbone, also", [("SASRec", False), ("DIN", True)])
+def test_the_fine_tuning_baseline_needs_the_cloud_model_it_tunes(run_dir, backbone, also):
     with pytest.raises(ConfigError) as error:
-        Config(model="Finetune", dataset="ml-100k")
+        Config(model="Finetune", dataset="ml-100k", config_dict={"backbone": backbone})
     assert error.value.key == "cloud_checkpoint" and "duet_inference: global" in str(error.value)
+    assert ("(with backbone DIN, a trained DIN too)" in str(error.value)) is also  # DIN's own checkpoint is one
 
 
 @pytest.mark.parametrize("backbone, model_class", [("SASRec", Finetune), ("GRU4Rec", Finetune), ("DIN", FinetuneDIN)])

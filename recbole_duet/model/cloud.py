@@ -25,6 +25,10 @@ class CloudBase(SequentialRecommender):
     Subclasses add the dynamic layers and name the cloud model's modules (:meth:`cloud_modules`).
     """
 
+    # Whether the cloud model is the backbone alone, its global layers the backbone's own (DIN's MLP): then the
+    # backbone trained on its own is a cloud model, its checkpoint one to start from and its training the Layers one.
+    cloud_is_backbone = False
+
     def __init__(self, config, dataset):
         super(CloudBase, self).__init__(config, dataset)
         self.realtime_window_size = config["realtime_window"]
@@ -49,7 +53,9 @@ class CloudBase(SequentialRecommender):
             CheckpointError: naming the file, when it does not hold a cloud model this one can start from.
         """
         if config["cloud_checkpoint"] is not None:
-            load_cloud_checkpoint(self.cloud_modules(), config["cloud_checkpoint"], config)
+            load_cloud_checkpoint(
+                self.cloud_modules(), config["cloud_checkpoint"], config, accepts_backbone=self.cloud_is_backbone
+            )
 
 
 class CloudModel(CloudBase):

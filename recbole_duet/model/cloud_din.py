@@ -21,6 +21,7 @@ class CloudDIN(CloudBase):
     (:meth:`_scores_globally`, :meth:`_personal_head`)."""
 
     input_type = InputType.POINTWISE
+    cloud_is_backbone = True  # DIN's MLP is the global layers
 
     def __init__(self, config, dataset):
         super(CloudDIN, self).__init__(config, dataset)
@@ -31,7 +32,7 @@ class CloudDIN(CloudBase):
         self.loss = nn.BCEWithLogitsLoss()
 
     def cloud_modules(self):
-        return {"backbone": self.backbone}  # the MLP is DIN's own
+        return {"backbone": self.backbone}
 
     def device_inputs(self, interaction):
         """What a device uploads, in the argument order of the parameter methods."""

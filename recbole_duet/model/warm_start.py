@@ -81,11 +81,11 @@ def load_backbone_checkpoint(backbone, path, config):
     _load_into(backbone, checkpoint["state_dict"], where, "backbone")
 
 
-def load_cloud_checkpoint(cloud_modules, path, config):
+def load_cloud_checkpoint(cloud_modules, path, config, accepts_backbone=False):
     """Load the cloud model of ``path`` (a DUET, or a Finetune holding the same cloud model, on ``config``'s dataset)
     into ``cloud_modules`` (``{"backbone": ..., "classifier": ...}``, named as in the checkpoint's state dict) and
     keep them fixed. What else the checkpoint holds (a DUET's generator and adapter) is not the cloud model's.
-    Where the cloud model is the backbone alone (``{"backbone": ...}``: DIN, whose MLP is the global layers), a
+    With ``accepts_backbone`` (the cloud model is the backbone alone: DIN, whose MLP is the global layers), a
     checkpoint of the backbone trained on its own is that cloud model too.
 
     Raises:
@@ -95,8 +95,7 @@ def load_cloud_checkpoint(cloud_modules, path, config):
             number of dynamic layers).
     """
     backbone_name = config["backbone"]
-    backbone_alone = set(cloud_modules) == {"backbone"}
-    models = CLOUD_MODELS + ([backbone_name] if backbone_alone else [])
+    models = CLOUD_MODELS + ([backbone_name] if accepts_backbone else [])
     checkpoint, trained, where = _read_checkpoint(path, "cloud_checkpoint", models, config["dataset"])
     _check_settings(trained, config, ("backbone", "duet_activation") + function_settings(backbone_name), where)
     state_dict = checkpoint["state_dict"]
