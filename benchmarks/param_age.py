@@ -21,6 +21,7 @@ from benchmarks.report import selected_records
 from benchmarks.run import load_records, write_json_atomically
 from recbole_duet.config import Config
 from recbole_duet.quick_start import prepare_experiment
+from recbole_duet.training.allocator import keep_freed_memory
 from recbole_duet.training.checkpoint import load_checkpoint
 from recbole_duet.training.trainer import get_trainer
 
@@ -134,6 +135,7 @@ def main():
     if 0 not in args.ages:
         sys.exit("--ages must include 0, the age every other is compared with")
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
+    keep_freed_memory()
     rows = age_curve(args.folder, args.ages, args.data_path)
     write_json_atomically(os.path.join(args.folder, "param_age.json"), rows)
     with open(os.path.join(args.folder, "param_age.md"), "w", encoding="utf-8") as file:

@@ -77,6 +77,7 @@ from benchmarks.report import (
 from recbole_duet.config import Config
 from recbole_duet.model import plugin_class
 from recbole_duet.quick_start import build_model, run_experiment
+from recbole_duet.training.allocator import keep_freed_memory
 from recbole_duet.training.cloud_first import cloud_state_file
 from recbole_duet.training.trainer import get_trainer
 from recbole_duet.training.run_log import plain_metrics
@@ -522,6 +523,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    keep_freed_memory()
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
     records = load_records(results_path)

@@ -116,8 +116,10 @@ def main(argv=None):
 
         return deploy_main(argv)
     from recbole_duet.quick_start import run
+    from recbole_duet.training.allocator import keep_freed_memory
 
     args, _ = build_parser().parse_known_args(argv)
+    keep_freed_memory()
     try:
         run(
             model=args.model,
@@ -158,11 +160,13 @@ def _optuna_search(args, params_file):
 
 def hyper_main(argv=None):
     from recbole_duet.quick_start import objective_function
+    from recbole_duet.training.allocator import keep_freed_memory
     from recbole_duet.search.hyper_tuning import HyperTuning  # needs hyperopt: pip install "recbole-duet[hyper]"
 
     parser = build_hyper_parser()
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     params_file = _params_file(parser, args.params_file)
+    keep_freed_memory()  # before the optuna engine starts its worker processes, which inherit it
     if args.engine == "optuna":
         return _optuna_search(args, params_file)
     try:
