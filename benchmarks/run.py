@@ -77,7 +77,7 @@ from benchmarks.report import (
 from recbole_duet.config import Config
 from recbole_duet.model import plugin_class
 from recbole_duet.quick_start import build_model, run_experiment
-from recbole_duet.training.allocator import keep_freed_memory
+from recbole_duet.training.allocator import freed_memory_kept, keep_freed_memory
 from recbole_duet.training.cloud_first import cloud_state_file
 from recbole_duet.training.trainer import get_trainer
 from recbole_duet.training.run_log import plain_metrics
@@ -345,10 +345,12 @@ def cloud_stage_record(stage, config_dict):
 
 def machine_description(device):
     """Where a training ran, kept in its record: one results folder may hold runs from this CPU and from a GPU,
-    and seconds are only comparable between runs of one machine."""
+    and seconds are only comparable between runs of one machine (on a CPU, with the same allocator setting:
+    :mod:`recbole_duet.training.allocator`)."""
     if torch.device(device).type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    threads = f"{torch.get_num_threads()} threads" + (", freed memory kept" if freed_memory_kept() else "")
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {threads}"
 
 
 def load_records(path):

@@ -8,7 +8,14 @@ import sys
 
 import pytest
 
-from recbole_duet.training.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD, SETTINGS, glibc, keep_freed_memory
+from recbole_duet.training.allocator import (
+    M_MMAP_MAX,
+    M_TRIM_THRESHOLD,
+    SETTINGS,
+    freed_memory_kept,
+    glibc,
+    keep_freed_memory,
+)
 
 
 class FakeLibc:
@@ -27,6 +34,7 @@ def test_mmap_is_turned_off_and_trimming_held_back_here_and_for_processes_starte
     assert keep_freed_memory(libc, environ) is True
     assert sorted(libc.calls) == [(M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1)]
     assert environ == {"PATH": "/bin", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+    assert freed_memory_kept(environ) and not freed_memory_kept({"PATH": "/bin"})
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))

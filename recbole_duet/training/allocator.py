@@ -49,3 +49,10 @@ def keep_freed_memory(libc=None, environ=None):
         return False
     environ.update({name: str(value) for name, (_, value) in SETTINGS.items()})
     return True
+
+
+def freed_memory_kept(environ=None):
+    """Whether this process keeps freed blocks (:func:`keep_freed_memory`, or the user's own ``MALLOC_MMAP_MAX_=0``):
+    what a timing depends on, so a benchmark record names it."""
+    environ = os.environ if environ is None else environ
+    return environ.get("MALLOC_MMAP_MAX_") == "0"
