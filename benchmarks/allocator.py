@@ -57,7 +57,10 @@ def child(args):
     from recbole_duet.training.trainer import get_trainer
 
     files = MODELS[args.child]
-    settings = [(path, yaml.safe_load(open(path, encoding="utf-8"))) for path in files]
+    settings = []
+    for path in files:
+        with open(path, encoding="utf-8") as file:
+            settings.append((path, yaml.safe_load(file) or {}))
     eval_args = protocol_eval_args("leave-one-out", settings)
     config_dict = {**PROTOCOL, "eval_args": eval_args, **TRAINING, "state": "WARNING"}
     if args.data_path:
