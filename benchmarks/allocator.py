@@ -20,10 +20,8 @@ import subprocess
 import sys
 import time
 
-import yaml
-
 from benchmarks.busy_machine import cpu_model
-from benchmarks.run import PROTOCOL, protocol_eval_args, write_json_atomically
+from benchmarks.run import PROTOCOL, protocol_eval_args, read_config_files, write_json_atomically
 
 MODELS = {"DIN": ["benchmarks/configs/din-uni100.yaml"], "SASRec": [], "GRU4Rec": []}  # config files of each
 SETTINGS = ("default", "kept")
@@ -57,11 +55,7 @@ def child(args):
     from recbole_duet.training.trainer import get_trainer
 
     files = MODELS[args.child]
-    settings = []
-    for path in files:
-        with open(path, encoding="utf-8") as file:
-            settings.append((path, yaml.safe_load(file) or {}))
-    eval_args = protocol_eval_args("leave-one-out", settings)
+    eval_args = protocol_eval_args("leave-one-out", read_config_files(files))
     config_dict = {**PROTOCOL, "eval_args": eval_args, **TRAINING, "state": "WARNING"}
     if args.data_path:
         config_dict["data_path"] = args.data_path

@@ -504,16 +504,23 @@ def build_parser():
     return parser
 
 
+def read_config_files(paths):
+    """``(path, settings)`` of each config file, in order (an empty file's settings: ``{}``)."""
+    files = []
+    for path in paths:
+        with open(path, encoding="utf-8") as file:
+            files.append((path, yaml.safe_load(file) or {}))
+    return files
+
+
 def parse_args():
     args = build_parser().parse_args()
     if args.lr_grid is None:
         args.lr_grid = SUITE_LR_GRIDS.get(args.suite, [])
     args.overrides = {}
-    files = []
-    for path in args.config_files:
-        with open(path, encoding="utf-8") as file:
-            files.append((path, yaml.safe_load(file) or {}))
-        args.overrides.update(files[-1][1])
+    files = read_config_files(args.config_files)
+    for _, settings in files:
+        args.overrides.update(settings)
     args.overrides.pop("eval_args", None)
     try:
         args.protocol = {**PROTOCOL, "eval_args": protocol_eval_args(args.protocol, files)}
