@@ -13,7 +13,7 @@ from recbole.utils import init_seed
 
 from recbole_duet.config import Config
 from recbole_duet.errors import ConfigError
-from recbole_duet.model import backbones
+from recbole_duet.model import PLUGIN_MODELS, backbones, plugin_class
 from recbole_duet.model.backbones import (
     BACKBONE_CLASSES,
     REFUSED,
@@ -21,6 +21,7 @@ from recbole_duet.model.backbones import (
     REFUSED_BACKBONES,
     SequenceStatesTap,
     check_backbone,
+    is_pairwise,
     reads_states,
     refusal,
 )
@@ -170,6 +171,13 @@ def test_every_recbole_sequential_model_is_either_supported_or_refused():
     assert all(issubclass(cls, SequentialRecommender) and cls is not SequentialRecommender for cls in models.values())
     assert set(BACKBONE_CLASSES).isdisjoint(REFUSED_BACKBONES)
     assert set(BACKBONE_CLASSES) | set(REFUSED_BACKBONES) == set(models)
+
+
+@pytest.mark.parametrize("backbone", sorted(set(BACKBONE_CLASSES) | {"DIN"}))
+def test_pairwise_backbones_and_only_they_get_the_classes_whose_cloud_model_is_the_backbone(backbone):
+    for name in PLUGIN_MODELS:
+        assert plugin_class(name, backbone).cloud_is_backbone == is_pairwise(backbone)
+    assert is_pairwise(backbone) == (backbone == "DIN")
 
 
 def test_unknown_backbone_lists_the_supported_ones(run_dir):

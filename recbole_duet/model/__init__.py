@@ -9,6 +9,7 @@ layers (:mod:`recbole_duet.model.layers`), the backbone rules (:mod:`recbole_due
 computations (:mod:`recbole_duet.model.finetune`) and every key of both models (:mod:`recbole_duet.model.settings`).
 """
 
+from recbole_duet.model.backbones import is_pairwise
 from recbole_duet.model.cloud import CloudBase
 from recbole_duet.model.duet import DUET, DUETBase
 from recbole_duet.model.duet_din import DUETDIN
@@ -22,7 +23,7 @@ PLUGIN_MODELS = {"DUET": (DUET, DUETDIN), "Finetune": (Finetune, FinetuneDIN)}
 def plugin_class(name, backbone):
     """The class of the plugin model ``name`` on ``backbone`` (an unknown backbone is reported by the config check)."""
     next_item, din = PLUGIN_MODELS[name]
-    return din if backbone == "DIN" else next_item
+    return din if is_pairwise(backbone) else next_item
 
 
 def model_name(model):

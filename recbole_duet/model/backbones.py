@@ -60,9 +60,15 @@ def _forward_arguments(cls):
     return tuple(list(inspect.signature(cls.forward).parameters)[1:])
 
 
+def is_pairwise(name):
+    """Whether backbone ``name`` scores (user, item) pairs (DIN) rather than ranking every item from a user vector:
+    the one rule behind its own model classes and the settings refused with it."""
+    return name in PAIRWISE_BACKBONES
+
+
 def refusal(name):
     """Why DUET cannot wrap the RecBole sequential model ``name`` (``None`` when it can)."""
-    if name in PAIRWISE_BACKBONES:
+    if is_pairwise(name):
         return None
     if name in REFUSED:
         return REFUSED[name]

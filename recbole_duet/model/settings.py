@@ -13,7 +13,7 @@ import sys
 from typing import NamedTuple
 
 from recbole_duet.errors import ConfigError
-from recbole_duet.model.backbones import check_backbone, reads_states
+from recbole_duet.model.backbones import check_backbone, is_pairwise, reads_states
 
 # The plugin's models: DUET, and the on-device fine-tuning baseline on the same cloud model.
 MODELS = ("DUET", "Finetune")
@@ -212,9 +212,9 @@ def _check_duet(settings):
     if settings["ppg_scope"] == "generator" and settings["umn_weight"] == 0:
         expected = "'all' with umn_weight 0 (nothing would train the backbone; SASRec's default is 'generator')"
         raise ConfigError("ppg_scope", "generator", expected)
-    if settings["ppg_scope"] == "generator" and settings["backbone"] == "DIN":
+    if settings["ppg_scope"] == "generator" and is_pairwise(settings["backbone"]):
         raise ConfigError("ppg_scope", "generator", "'all' with backbone DIN (next-item backbones only)")
-    if settings["training_order"] == "cloud_first" and settings["backbone"] == "DIN":
+    if settings["training_order"] == "cloud_first" and is_pairwise(settings["backbone"]):
         raise ConfigError("training_order", "cloud_first", "'joint' with backbone DIN (next-item backbones only)")
     if settings["generator_input"] == "backbone" and settings["head_encoder"] != "gru":
         raise ConfigError(
@@ -237,7 +237,7 @@ def _check_fixed_cloud(settings):
     if settings["duet_inference"] == "global":
         expected = "'generated' with cloud_checkpoint (its global layers are kept fixed: nothing would train)"
         raise ConfigError("duet_inference", "global", expected)
-    if settings["backbone"] == "DIN":
+    if is_pairwise(settings["backbone"]):
         raise ConfigError("cloud_checkpoint", path, "null with backbone DIN (next-item backbones only)")
 
 
@@ -245,9 +245,9 @@ def _check_finetune(settings):
     """The fine-tuning baseline tunes a trained cloud model, and tunes a whole model on next-item backbones only."""
     if settings["cloud_checkpoint"] is None:
         expected = "the checkpoint of the cloud model each device tunes: a DUET trained with duet_inference: global"
-        expected += " (with backbone DIN, a trained DIN too)" if settings["backbone"] == "DIN" else ""
+        expected += " (with backbone DIN, a trained DIN too)" if is_pairwise(settings["backbone"]) else ""
         raise ConfigError("cloud_checkpoint", None, expected)
-    if settings["finetune_scope"] == "all" and settings["backbone"] == "DIN":
+    if settings["finetune_scope"] == "all" and is_pairwise(settings["backbone"]):
         raise ConfigError("finetune_scope", "all", "'dynamic' with backbone DIN (whole-model tuning is next-item only)")
 
 
