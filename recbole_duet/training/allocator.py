@@ -21,7 +21,8 @@ import os
 # mallopt's parameter numbers (glibc's malloc.h), the values set (mallopt takes a C int: 2 GiB is its largest
 # threshold), and the environment names glibc reads them from at start-up.
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-SETTINGS = {"MALLOC_MMAP_MAX_": (M_MMAP_MAX, 0), "MALLOC_TRIM_THRESHOLD_": (M_TRIM_THRESHOLD, 2**31 - 1)}
+MMAP_MAX_VARIABLE = "MALLOC_MMAP_MAX_"
+SETTINGS = {MMAP_MAX_VARIABLE: (M_MMAP_MAX, 0), "MALLOC_TRIM_THRESHOLD_": (M_TRIM_THRESHOLD, 2**31 - 1)}
 
 
 def glibc():
@@ -55,4 +56,4 @@ def freed_memory_kept(environ=None):
     """Whether this process keeps freed blocks (:func:`keep_freed_memory`, or the user's own ``MALLOC_MMAP_MAX_=0``):
     what a timing depends on, so a benchmark record names it."""
     environ = os.environ if environ is None else environ
-    return environ.get("MALLOC_MMAP_MAX_") == "0"
+    return environ.get(MMAP_MAX_VARIABLE) == str(SETTINGS[MMAP_MAX_VARIABLE][1])
