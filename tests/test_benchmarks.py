@@ -298,6 +298,25 @@ def test_each_ablation_file_sets_valid_duet_keys_and_says_what_it_tests(name):
         assert is_valid(value), f"{name}: {key} must be {expected}"
 
 
+CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "configs")
+
+
+@pytest.mark.parametrize("name", sorted(name for name in os.listdir(CONFIGS) if name.endswith(".yaml")))
+def test_each_harness_config_file_names_only_keys_recbole_or_the_plugin_reads(name):
+    """A file of ``--config-files`` applies to every model of a run that takes hours; a misspelt key would train
+    RecBole's default silently (``train_neg_sample_arg`` would leave BPR without its negatives)."""
+    from recbole_duet.config import PLUGIN_DEFAULTS, properties_dir
+    from recbole_duet.config_checks import known_keys
+    from recbole_duet.model.backbones import recbole_properties_dir
+
+    with open(os.path.join(CONFIGS, name), encoding="utf-8") as file:
+        text = file.read()
+    settings = yaml.safe_load(text)
+    known = known_keys(recbole_properties_dir(), properties_dir()) | set(PLUGIN_DEFAULTS)
+    assert text.startswith("#"), f"{name}: say what the file is for in a leading comment"
+    assert settings and set(settings) <= known, f"{name}: {sorted(set(settings) - known)}"
+
+
 def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(harness, tmp_path):
     import torch
 
