@@ -57,6 +57,12 @@ def properties_dir():
     return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package_dir), "properties")
 
 
+def known_config_keys():
+    """Every key RecBole or the plugin reads: RecBole's yaml files (overall, datasets, each model's, so every
+    backbone's), the plugin's (DUET.yaml holds every DUET key), the runner's own and ``PLUGIN_DEFAULTS``."""
+    return known_keys(recbole_properties_dir(), properties_dir()) | set(PLUGIN_DEFAULTS)
+
+
 class Config(RecBoleConfig):
     """Drop-in replacement for ``recbole.config.Config`` (same arguments, same behaviour otherwise)."""
 
@@ -130,8 +136,7 @@ class Config(RecBoleConfig):
     def _get_final_config_dict(self):
         final_config_dict = super()._get_final_config_dict()
         check_training_keys(final_config_dict)
-        known = known_keys(recbole_properties_dir(), properties_dir()) | set(PLUGIN_DEFAULTS)
-        warn_about_near_misses(self.external_config_dict, known)
+        warn_about_near_misses(self.external_config_dict, known_config_keys())
         if not isinstance(final_config_dict["detect_anomaly"], bool):
             raise ConfigError("detect_anomaly", final_config_dict["detect_anomaly"], "true or false")
         if (

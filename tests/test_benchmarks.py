@@ -280,7 +280,8 @@ def test_the_layers_family_of_din_shares_dins_own_training():
     )
 
 
-ABLATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "configs", "ablations")
+CONFIGS = os.path.join(REPO, "benchmarks", "configs")
+ABLATIONS = os.path.join(CONFIGS, "ablations")
 
 
 @pytest.mark.parametrize("name", sorted(os.listdir(ABLATIONS)))
@@ -298,21 +299,16 @@ def test_each_ablation_file_sets_valid_duet_keys_and_says_what_it_tests(name):
         assert is_valid(value), f"{name}: {key} must be {expected}"
 
 
-CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "configs")
-
-
 @pytest.mark.parametrize("name", sorted(name for name in os.listdir(CONFIGS) if name.endswith(".yaml")))
 def test_each_harness_config_file_names_only_keys_recbole_or_the_plugin_reads(name):
     """A file of ``--config-files`` applies to every model of a run that takes hours; a misspelt key would train
     RecBole's default silently (``train_neg_sample_arg`` would leave BPR without its negatives)."""
-    from recbole_duet.config import PLUGIN_DEFAULTS, properties_dir
-    from recbole_duet.config_checks import known_keys
-    from recbole_duet.model.backbones import recbole_properties_dir
+    from recbole_duet.config import known_config_keys
 
     with open(os.path.join(CONFIGS, name), encoding="utf-8") as file:
         text = file.read()
     settings = yaml.safe_load(text)
-    known = known_keys(recbole_properties_dir(), properties_dir()) | set(PLUGIN_DEFAULTS)
+    known = known_config_keys()
     assert text.startswith("#"), f"{name}: say what the file is for in a leading comment"
     assert settings and set(settings) <= known, f"{name}: {sorted(set(settings) - known)}"
 
@@ -322,7 +318,7 @@ def test_families_start_from_the_backbone_run_of_their_seed_and_keep_it_frozen(h
 
     run, out = harness
     _, backbones = run(seeds=2, models=["SASRec"], extra=["--lr-grid", "0.0001", "0.01"])
-    frozen = os.path.join(REPO, "benchmarks", "configs", "frozen-backbone.yaml")
+    frozen = os.path.join(CONFIGS, "frozen-backbone.yaml")
     atop = tmp_path / "atop"
     command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "2"]
     command += ["--data-path", str(tmp_path / "data"), "--models", "DUET-SASRec", "Layers-SASRec", "--lr-grid", "0.01"]

@@ -248,17 +248,8 @@ def test_python_block(block, tmp_path, monkeypatch):
 # yaml
 
 
-def known_config_keys():
-    """Every key RecBole or the plugin reads: RecBole's yaml files (overall, datasets, each model's, so every
-    backbone's), the plugin's (DUET.yaml holds every DUET key) and the runner's own."""
-    from recbole_duet.config import PLUGIN_DEFAULTS, properties_dir
-    from recbole_duet.config_checks import known_keys
-    from recbole_duet.model.backbones import recbole_properties_dir
-
-    return known_keys(recbole_properties_dir(), properties_dir()) | set(PLUGIN_DEFAULTS)
-
-
 def unknown_keys(keys):
+    from recbole_duet.config import known_config_keys
     from recbole_duet.config_checks import near_misses
 
     known = known_config_keys()
