@@ -72,9 +72,9 @@ ROWS = [
         "Layers": ("Layers-DIN", "time-split-ml-100k-din"),
         "backbone": ("DIN", "time-split-ml-100k-din"),
     }),
-    ("BPR, uni100", "ml-100k", "SASRec", {  # Base is the cloud stage, which Layers-SASRec repeats to the digit
+    ("BPR, uni100", "ml-100k", "SASRec", {
         "DUET": ("DUET-SASRec", "ml-100k-sasrec-bpr-uni100"),
-        "Layers": ("Base-SASRec", "ml-100k-sasrec-bpr-uni100"),
+        "Layers": ("Layers-SASRec", "ml-100k-sasrec-bpr-uni100"),
         "backbone": ("SASRec", "ml-100k-sasrec-bpr-uni100"),
     }),
     ("time split, uni100", "Beauty", "DIN", {
