@@ -15,41 +15,16 @@ import math
 import os
 import sys
 
+from benchmarks.kept_models import load_kept_model, model_file, trained_duet_records
 from benchmarks.paired import compare_all, interval
 from benchmarks.per_user import evaluate_per_user, load_per_user, save_per_user
-from benchmarks.report import selected_records
-from benchmarks.run import load_records, write_json_atomically
-from recbole_duet.config import Config
-from recbole_duet.quick_start import prepare_experiment
+from benchmarks.run import write_json_atomically
 from recbole_duet.training.allocator import keep_freed_memory
-from recbole_duet.training.checkpoint import load_checkpoint
 from recbole_duet.training.trainer import get_trainer
 
 DEFAULT_AGES = [0, 1, 2, 5, 10]
 GLOBAL = "global"  # the global layers: a device that never requested
 METRICS = ["ndcg@10", "recall@10"]
-
-
-def model_file(folder, record):
-    stem = f"{record['dataset']}-{record['model']}-{record['seed']}" + (
-        "" if record.get("learning_rate") is None else f"-lr{record['learning_rate']}"
-    )
-    return os.path.join(folder, "models", f"{stem}.pth")
-
-
-def load_trained_duet(record, folder, data_path):
-    """The trained DUET the harness kept for ``record``, in evaluation mode: ``(config, model, test data)``."""
-    config_dict = {**record["config"], **({"data_path": data_path} if data_path else {}), "show_progress": False}
-    config = Config(model="DUET", dataset=record["dataset"], config_dict=config_dict)
-    _, (_, _, test_data), model = prepare_experiment(config)
-    model.load_state_dict(load_checkpoint(model_file(folder, record))["state_dict"])
-    return config, model.eval(), test_data
-
-
-def trained_duet_records(folder):
-    """The folder's DUET records at the learning rate chosen on validation whose model the harness kept."""
-    records = selected_records(load_records(os.path.join(folder, "results.json")))
-    return [r for r in records if r["model"].startswith("DUET-") and os.path.isfile(model_file(folder, r))]
 
 
 def score_at_ages(record, folder, ages, data_path):
@@ -60,7 +35,7 @@ def score_at_ages(record, folder, ages, data_path):
     runs = {s: load_per_user(folder, {"per_user_file": f}) for s, f in files.items() if os.path.isfile(os.path.join(folder, f))}
     if len(runs) == len(files):
         return runs
-    config, model, test_data = load_trained_duet(record, folder, data_path)
+    config, model, (_, _, test_data) = load_kept_model(record, folder, data_path)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     for setting in files:
         if setting in runs:

@@ -25,8 +25,8 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.kept_models import load_kept_model, model_file, trained_duet_records
 from benchmarks.paired import compare_all, interval
-from benchmarks.param_age import load_trained_duet, model_file, trained_duet_records
 from benchmarks.per_user import PER_USER_METRICS, load_per_user, save_per_user
 from benchmarks.run import write_json_atomically
 from recbole_duet.deploy.graphs import DeviceParameters
@@ -139,7 +139,7 @@ def decision_ms(policy, model, cases, codes, max_history):
 def replay_record(record, folder, policies, data_path):
     """One trained DUET through every policy: ``(rows, {policy: per-case arrays})``."""
     label = os.path.basename(model_file(folder, record))[: -len(".pth")]
-    config, model, test_data = load_trained_duet(record, folder, data_path)
+    config, model, (_, _, test_data) = load_kept_model(record, folder, data_path)
     cases, devices = device_cases(test_data, model)
     codes = device_codes(model, cases)
     size = payload_bytes(model, cases)

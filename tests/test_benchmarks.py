@@ -506,3 +506,37 @@ def test_a_config_file_samples_under_either_protocol_and_cannot_change_its_split
         protocol_eval_args("time-split", [("loo.yaml", {"eval_args": {"split": {"LS": "valid_and_test"}, "mode": "uni100"}})])
     with pytest.raises(ValueError, match="eval_args.order"):
         protocol_eval_args("time-split", [("ro.yaml", {"eval_args": {"order": "RO"}})])
+
+
+def test_valid_noise_summarises_draws_by_hand():
+    from benchmarks.valid_noise import summary
+
+    result = summary([0.30, 0.32, 0.34, 0.36])
+    assert result["mean"] == pytest.approx(0.33)
+    assert result["sd"] == pytest.approx(0.0258199, abs=1e-6)  # sqrt(((.03^2 + .01^2) * 2) / 3)
+    assert (result["min"], result["max"], result["draws"]) == (0.30, 0.36, 4)
+
+
+def test_valid_noise_redraws_only_the_negatives_of_each_kept_model(harness, tmp_path):
+    """Each kept model validated under numpy seeds 0, 1, ...: a second run repeats the same draws exactly."""
+    run, out = harness
+    sampled = tmp_path / "uni5.yaml"
+    sampled.write_text(yaml.safe_dump({"eval_args": {"mode": "uni5"}}))
+    run(1, ["SASRec", "DUET-SASRec", "Base-SASRec"], extra=["--config-files", str(tmp_path / "tiny.yaml"), str(sampled)])
+
+    def valid_noise(*flags):
+        command = [sys.executable, "-m", "benchmarks.valid_noise", "--folder", str(out), *flags]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
+
+    completed = valid_noise("--draws", "3")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = {row["model"]: row for row in json.loads((out / "valid_noise.json").read_text())}
+    assert set(rows) == {"SASRec", "DUET-SASRec"}  # Base has no model of its own: it is DUET's
+    for row in rows.values():
+        assert len(row["scores"]) == 3 and row["min"] <= row["mean"] <= row["max"]
+    assert len(set(rows["SASRec"]["scores"])) > 1  # five negatives per user, drawn three ways, move some ranks
+    assert valid_noise("--draws", "2", "--models", "SASRec").returncode == 0
+    again = json.loads((out / "valid_noise.json").read_text())
+    assert [row["scores"] for row in again] == [rows["SASRec"]["scores"][:2]]
+    refused = valid_noise("--draws", "1")
+    assert refused.returncode != 0 and "--draws 1: at least 2" in refused.stderr
