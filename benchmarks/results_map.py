@@ -77,9 +77,9 @@ ROWS = [
         "Layers": ("Layers-SASRec", "ml-100k-sasrec-bpr-uni100"),
         "backbone": ("SASRec", "ml-100k-sasrec-bpr-uni100"),
     }),
-    ("BPR, uni100", "ml-100k", "GRU4Rec", {  # Base is the cloud stage, which Layers-GRU4Rec repeats to the digit
+    ("BPR, uni100", "ml-100k", "GRU4Rec", {
         "DUET": ("DUET-GRU4Rec", "ml-100k-gru4rec-bpr-uni100"),
-        "Layers": ("Base-GRU4Rec", "ml-100k-gru4rec-bpr-uni100"),
+        "Layers": ("Layers-GRU4Rec", "ml-100k-gru4rec-bpr-uni100"),
         "backbone": ("GRU4Rec", "ml-100k-gru4rec-bpr-uni100"),
     }),
     ("time split, uni100", "Beauty", "DIN", {
