@@ -32,7 +32,12 @@ def load_kept_model(record, folder, data_path):
     return config, model.eval(), data
 
 
-def trained_duet_records(folder):
-    """The folder's DUET records at the learning rate chosen on validation whose model the harness kept."""
+def kept_records(folder):
+    """The folder's records at the learning rate chosen on validation whose model the harness kept."""
     records = selected_records(load_records(os.path.join(folder, "results.json")))
-    return [r for r in records if r["model"].startswith("DUET-") and os.path.isfile(model_file(folder, r))]
+    return [r for r in records if os.path.isfile(model_file(folder, r))]
+
+
+def trained_duet_records(folder):
+    """The folder's kept DUET records (:func:`kept_records`)."""
+    return [r for r in kept_records(folder) if r["model"].startswith("DUET-")]

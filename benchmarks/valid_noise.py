@@ -14,10 +14,9 @@ import os
 import statistics
 import sys
 
-from benchmarks.kept_models import load_kept_model, model_file
+from benchmarks.kept_models import kept_records, load_kept_model
 from benchmarks.per_user import numpy_seeded
-from benchmarks.report import selected_records
-from benchmarks.run import load_records, write_json_atomically
+from benchmarks.run import write_json_atomically
 from recbole_duet.training.trainer import get_trainer
 
 METRIC = "ndcg@10"
@@ -77,11 +76,7 @@ def main():
     if args.draws < 2:
         sys.exit(f"--draws {args.draws}: at least 2, to measure a spread")
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
-    records = selected_records(load_records(os.path.join(args.folder, "results.json")))
-    chosen = [
-        r for r in records
-        if (args.models is None or r["model"] in args.models) and os.path.isfile(model_file(args.folder, r))
-    ]
+    chosen = [r for r in kept_records(args.folder) if args.models is None or r["model"] in args.models]
     if not chosen:
         sys.exit(f"{args.folder}: no record with a kept model in models/" + (f" among {args.models}" if args.models else ""))
     rows = []
@@ -90,9 +85,10 @@ def main():
         rows.append({"model": record["model"], "seed": record["seed"], "recorded_valid": record["valid"][METRIC],
                      **summary(scores)})
     write_json_atomically(os.path.join(args.folder, "valid_noise.json"), rows)
+    table = markdown(rows, args.folder)
     with open(os.path.join(args.folder, "valid_noise.md"), "w", encoding="utf-8") as file:
-        file.write(markdown(rows, args.folder))
-    print(markdown(rows, args.folder))
+        file.write(table)
+    print(table)
 
 
 if __name__ == "__main__":
