@@ -15,7 +15,6 @@ evaluation from numpy's global generator; here they are drawn from the run's see
 is tested against the same items and the paired comparisons pair like with like.
 """
 
-import contextlib
 import os
 
 import numpy as np
@@ -23,6 +22,8 @@ import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.evaluator.metrics import NDCG, Recall
 from scipy.stats import rankdata
+
+from recbole_duet.training.sampled_validation import numpy_seeded
 
 PER_USER_METRICS = {"ndcg@10": (NDCG, 10), "recall@10": (Recall, 10)}
 LOGLOSS_EPS = 1e-15  # RecBole's LogLoss clips probabilities the same way
@@ -56,17 +57,6 @@ def pooled_auc(target_scores, drawn_scores):
     ranks = rankdata(np.concatenate([target_scores, drawn_scores]))[: len(target_scores)]
     n_targets, n_drawn = len(target_scores), len(drawn_scores)
     return float((ranks.sum() - n_targets * (n_targets + 1) / 2) / (n_targets * n_drawn))
-
-
-@contextlib.contextmanager
-def numpy_seeded(seed):
-    """numpy's global generator seeded with ``seed`` inside, and back to its own state after."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
 
 
 def evaluate_per_user(trainer, eval_data, probabilities=False):

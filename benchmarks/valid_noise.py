@@ -15,8 +15,8 @@ import statistics
 import sys
 
 from benchmarks.kept_models import kept_records, load_kept_model
-from benchmarks.per_user import numpy_seeded
 from benchmarks.run import write_json_atomically
+from recbole_duet.training.sampled_validation import numpy_seeded
 from recbole_duet.training.trainer import get_trainer
 
 METRIC = "ndcg@10"

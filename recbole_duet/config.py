@@ -17,6 +17,9 @@ What it adds to ``recbole.config.Config``:
   anomaly mode on for the whole process (``sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at import),
   which slows every training step by up to half; :func:`recbole_duet.quick_start.prepare_experiment` sets the
   mode from this key instead.
+* ``fixed_valid_negatives`` (default ``False``, every model): under sampled evaluation, every validation of a run
+  draws the same negatives (:mod:`recbole_duet.training.sampled_validation`); it needs ``worker: 0``, since
+  loader workers draw from generators of their own.
 * Sequential models with ``loss_type: CE`` default to no training negatives where RecBole would refuse to start
   otherwise (``overall.yaml`` asks for one); models that declare their own input type (RepeatNet, SINE, ...)
   keep RecBole's training negative.
@@ -47,7 +50,7 @@ DEFAULT_DATASET = "ml-100k"
 # RecBole loads these quick-start files for a model named DIN; DUET(DIN) and Finetune(DIN) get the same protocol.
 DIN_QUICK_START = ("sequential_DIN.yaml", "sequential_DIN_on_{dataset}.yaml")
 # Keys the plugin adds for every model (RecBole's or DUET), below every yaml and command-line value.
-PLUGIN_DEFAULTS = {"detect_anomaly": False}
+PLUGIN_DEFAULTS = {"detect_anomaly": False, "fixed_valid_negatives": False}
 
 
 def properties_dir():
@@ -137,8 +140,12 @@ class Config(RecBoleConfig):
         final_config_dict = super()._get_final_config_dict()
         check_training_keys(final_config_dict)
         warn_about_near_misses(self.external_config_dict, known_config_keys())
-        if not isinstance(final_config_dict["detect_anomaly"], bool):
-            raise ConfigError("detect_anomaly", final_config_dict["detect_anomaly"], "true or false")
+        for key in PLUGIN_DEFAULTS:
+            if not isinstance(final_config_dict[key], bool):
+                raise ConfigError(key, final_config_dict[key], "true or false")
+        if final_config_dict["fixed_valid_negatives"] and final_config_dict["worker"]:
+            expected = "0 with fixed_valid_negatives (loader workers draw on their own)"
+            raise ConfigError("worker", final_config_dict["worker"], expected)
         if (
             final_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL
             and final_config_dict.get("loss_type") == "CE"

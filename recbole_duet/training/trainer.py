@@ -10,6 +10,8 @@
   each parameter, the generator's included, gets a gradient on every rank and DDP can average them.
 * :class:`ParameterGroupsMixin` (every ``Trainer``): the optimizer takes the model's own parameter groups when
   it has them (DUET's generator at its own learning rate).
+* :class:`~recbole_duet.training.sampled_validation.FixedValidNegativesMixin` (every ``Trainer``): with
+  ``fixed_valid_negatives`` every validation of a run draws the same sampled negatives.
 * :class:`BalancedThreadsMixin` (every ``Trainer``): before each training epoch of a single-process run torch
   gets the cores that no other job is using (:mod:`recbole_duet.training.threads`).
 * :class:`SafeCheckpointMixin` (trainers using ``Trainer``'s own checkpoint logic; decision trees and others
@@ -33,6 +35,7 @@ from recbole_duet.training.checkpoint import (
     save_checkpoint,
 )
 from recbole_duet.training.distributed import distributed_model, from_rank_zero, is_rank_zero
+from recbole_duet.training.sampled_validation import FixedValidNegativesMixin
 from recbole_duet.training.threads import balance_threads
 
 
@@ -153,7 +156,7 @@ def get_trainer(model_type, model_name):
     trainer_class = get_recbole_trainer(model_type, model_name)
     if not issubclass(trainer_class, Trainer):
         return trainer_class
-    mixins = (BalancedThreadsMixin, DistributedMixin, ParameterGroupsMixin)
+    mixins = (BalancedThreadsMixin, DistributedMixin, ParameterGroupsMixin, FixedValidNegativesMixin)
     if trainer_class._save_checkpoint is Trainer._save_checkpoint:
         mixins = (SafeCheckpointMixin, *mixins)
     return type(trainer_class.__name__, (*mixins, trainer_class), {})
