@@ -8,7 +8,6 @@ app as raw ASGI messages, on the event loop of the TestClient's lifespan, where 
 
 import json
 import locale
-import os
 import types
 import warnings
 
