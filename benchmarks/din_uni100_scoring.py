@@ -38,6 +38,21 @@ MODES = (*INFERENCE_MODES, "finetune")
 TARGET_RATIO = 3.0
 
 
+def quick_din_config(config_file, epochs):
+    """The quick suite's DIN settings under ``config_file``'s sampled protocol, leave-one-out, the first seed."""
+    with open(config_file, encoding="utf-8") as file:
+        protocol = yaml.safe_load(file)
+    return {
+        **PROTOCOL,
+        **SUITES["quick"],
+        **protocol,
+        "eval_args": protocol_eval_args("leave-one-out", [(config_file, protocol)]),
+        "backbone": "DIN",
+        "epochs": epochs,
+        "seed": FIRST_SEED,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
@@ -47,17 +62,7 @@ def main():
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
 
-    with open(args.config_file, encoding="utf-8") as file:
-        protocol = yaml.safe_load(file)
-    config_dict = {
-        **PROTOCOL,
-        **SUITES["quick"],
-        **protocol,
-        "eval_args": protocol_eval_args("leave-one-out", [(args.config_file, protocol)]),
-        "backbone": "DIN",
-        "epochs": args.epochs,
-        "seed": FIRST_SEED,
-    }
+    config_dict = quick_din_config(args.config_file, args.epochs)
     config = Config(model="DUET", dataset=args.dataset, config_dict=config_dict)
     run = run_experiment(config)  # saved: the fine-tuning baseline starts from its checkpoint
     trainer, test_data = run["trainer"], run["data"][2]

@@ -1,12 +1,19 @@
 """RecBole's Transformer activations run as fused kernels in every model the plugin builds, and compute what
-RecBole's element-wise versions compute, forward and backward."""
+RecBole's element-wise versions compute, forward and backward; its target attention runs in row chunks when no
+gradient is kept, with the scores of its single pass."""
 
 import pytest
 import torch
 from conftest import build_pipeline
-from recbole.model.layers import FeedForward
+from recbole.model.layers import FeedForward, SequenceAttLayer
 
-from recbole_duet.training.speedups import RECBOLE_ACTIVATIONS, use_recbole_activations
+from recbole_duet.training import speedups
+from recbole_duet.training.speedups import (
+    RECBOLE_ACTIVATIONS,
+    RECBOLE_ATTENTION_FORWARD,
+    attention_chunk_rows,
+    use_recbole_activations,
+)
 
 
 def feed_forwards(model):
@@ -58,3 +65,67 @@ def test_each_fused_activation_matches_recbole_s_formula(activation, node):
     (reference_gradient,) = torch.autograd.grad(reference.sum(), x)
     torch.testing.assert_close(fused, reference, atol=1e-6, rtol=0)
     torch.testing.assert_close(fused_gradient, reference_gradient, atol=1e-6, rtol=0)
+
+
+@pytest.fixture
+def attention_calls(monkeypatch):
+    """Chunks of two rows (history 3, width 2: 24 MLP inputs a row) and a count of RecBole forward calls."""
+    calls = []
+
+    def counted(self, queries, keys, keys_length):
+        calls.append(len(queries))
+        return RECBOLE_ATTENTION_FORWARD(self, queries, keys, keys_length)
+
+    monkeypatch.setattr(speedups, "ATTENTION_CHUNK_ELEMENTS", 2 * 3 * 4 * 2)
+    monkeypatch.setattr(speedups, "RECBOLE_ATTENTION_FORWARD", counted)
+    return calls
+
+
+def attention_inputs(rows=7, history=3, width=2):
+    torch.manual_seed(0)
+    keys_length = torch.arange(rows) % history + 1  # every length, so a row read with another's mask shows
+    return torch.randn(rows, width), torch.randn(rows, history, width), keys_length
+
+
+@pytest.mark.parametrize("return_seq_weight", [True, False])
+def test_target_attention_in_chunks_matches_one_pass_without_gradients(attention_calls, return_seq_weight):
+    layer = SequenceAttLayer(torch.arange(3), att_hidden_size=(8, 4, 2), return_seq_weight=return_seq_weight)
+    queries, keys, keys_length = attention_inputs()
+    with torch.no_grad():
+        one_pass = RECBOLE_ATTENTION_FORWARD(layer, queries, keys, keys_length)
+        attention_calls.clear()
+        chunked = layer(queries, keys, keys_length)
+    assert attention_calls == [2, 2, 2, 1]
+    assert chunked.shape == one_pass.shape == (7, 1, 3 if return_seq_weight else 2)
+    torch.testing.assert_close(chunked, one_pass, atol=1e-6, rtol=0)
+
+
+def test_target_attention_keeps_one_pass_while_training(attention_calls):
+    layer = SequenceAttLayer(torch.arange(3), att_hidden_size=(8, 4, 2), return_seq_weight=False)
+    queries, keys, keys_length = attention_inputs()
+    layer(queries, keys, keys_length).sum().backward()
+    assert attention_calls == [7]
+    assert all(parameter.grad is not None for parameter in layer.parameters())
+
+
+def test_attention_chunk_rows():
+    assert attention_chunk_rows(50, 20) == (1 << 20) // 4000 == 262  # Beauty's DIN: two 10-wide features
+    assert attention_chunk_rows(1 << 20, 1) == 1
+
+
+def test_din_scores_in_chunks_as_in_one_pass(din_config_dict, attention_calls, monkeypatch):
+    """A DIN the plugin builds scores a batch in chunks (eval) exactly as RecBole's single pass does."""
+    plain = {key: value for key, value in din_config_dict.items() if key != "backbone"}
+    _, (train_data, _, _), din = build_pipeline(plain, model="DIN")
+    din.eval()
+    batch = next(iter(train_data))
+    history, width = batch[din.ITEM_SEQ].shape[1], 2 * 4  # two item features of embedding 4
+    monkeypatch.setattr(speedups, "ATTENTION_CHUNK_ELEMENTS", 3 * history * 4 * width)
+    with torch.no_grad():
+        chunked = din.predict(batch)
+        assert attention_calls == [3] * (len(batch) // 3) + [len(batch) % 3] * (len(batch) % 3 > 0)
+        monkeypatch.setattr(SequenceAttLayer, "forward", speedups.RECBOLE_ATTENTION_FORWARD)  # the counted one
+        attention_calls.clear()
+        one_pass = din.predict(batch)
+    assert attention_calls == [len(batch)]
+    torch.testing.assert_close(chunked, one_pass, atol=1e-6, rtol=0)

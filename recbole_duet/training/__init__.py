@@ -9,7 +9,8 @@
 * :mod:`recbole_duet.training.distributed`: process groups (gloo on CPU, NCCL on GPU) and DDP wrapping;
 * :mod:`recbole_duet.training.threads`: torch's CPU threads balanced against the machine's load;
 * :mod:`recbole_duet.training.run_log`: a log file per run, plain-number metrics;
-* :mod:`recbole_duet.training.speedups`: RecBole's Transformer activations as fused kernels;
+* :mod:`recbole_duet.training.speedups`: RecBole's Transformer activations as fused kernels, its target attention in
+  chunks when no gradient is kept;
 * :mod:`recbole_duet.training.allocator`: freed tensor memory kept for the next batch (glibc).
 
 The runner (:mod:`recbole_duet.quick_start`) puts them together. This package imports nothing on its own, and

@@ -1,4 +1,7 @@
-"""Faster kernels for RecBole's layers that compute the same functions, installed with the compatibility shims.
+"""Faster ways to run RecBole's layers that compute the same functions, installed with the compatibility shims.
+
+Fused activations
+-----------------
 
 RecBole's ``FeedForward`` (the Transformer block of SASRec, BERT4Rec, S3Rec, FDSA, CORE, ...) writes GELU as
 ``x * 0.5 * (1 + erf(x / sqrt(2)))`` and Swish as ``x * sigmoid(x)`` out of elementary tensor operations. Over
@@ -11,12 +14,24 @@ rounding (~1e-6).
 ``FeedForward`` binds its activation when it is built (``get_hidden_act``), so the fused versions reach every
 model built after :func:`install_fused_activations`; :func:`use_recbole_activations` puts RecBole's own back
 on one built model, for measuring the difference.
+
+Target attention in chunks
+--------------------------
+RecBole's ``SequenceAttLayer`` (DIN's and DIEN's attention over the history, per candidate item) builds the
+``[rows, history, 4 * width]`` input of its MLP for the whole batch at once. Under sampled evaluation
+(``uni100``) a batch holds ``eval_batch_size`` rows, 101 per test case, so that tensor runs to hundreds of MB,
+and its MLP streams it through memory several times. When no gradient is kept, the installed forward runs the
+same RecBole forward on chunks of rows whose MLP input stays near :data:`ATTENTION_CHUNK_ELEMENTS` values, which
+stay in the CPU's caches (``benchmarks/din_attention_chunks.py`` measures it). Each row's attention reads that
+row alone (the MLP has no batch norm), so chunks give the same scores to float rounding. Training keeps
+RecBole's single pass, hence its gradients. :func:`use_recbole_attention` puts RecBole's forward back.
 """
 
 import types
 
+import torch
 import torch.nn.functional as F
-from recbole.model.layers import FeedForward
+from recbole.model.layers import FeedForward, SequenceAttLayer
 
 RECBOLE_ACTIVATIONS = {"gelu": FeedForward.gelu, "swish": FeedForward.swish}
 
@@ -36,6 +51,34 @@ def install_fused_activations():
     """Make ``FeedForward``'s GELU and Swish the fused kernels for every model built from now on (idempotent)."""
     for name, function in FUSED_ACTIVATIONS.items():
         setattr(FeedForward, name, function)
+
+
+RECBOLE_ATTENTION_FORWARD = SequenceAttLayer.forward
+ATTENTION_CHUNK_ELEMENTS = 1 << 20  # the attention MLP's input per chunk: 4 MB of float32
+
+
+def attention_chunk_rows(history_length, query_width):
+    """Rows per chunk: as many as keep the MLP input (``history_length x 4 query_width`` per row) near
+    :data:`ATTENTION_CHUNK_ELEMENTS` values, and at least one."""
+    return max(1, ATTENTION_CHUNK_ELEMENTS // (history_length * 4 * query_width))
+
+
+def _chunked_attention_forward(self, queries, keys, keys_length):
+    rows = attention_chunk_rows(keys.shape[1], queries.shape[-1])
+    if torch.is_grad_enabled() or len(queries) <= rows:
+        return RECBOLE_ATTENTION_FORWARD(self, queries, keys, keys_length)
+    chunks = zip(queries.split(rows), keys.split(rows), keys_length.split(rows))
+    return torch.cat([RECBOLE_ATTENTION_FORWARD(self, *chunk) for chunk in chunks])
+
+
+def install_chunked_attention():
+    """Run ``SequenceAttLayer`` in row chunks whenever no gradient is kept, in every model (idempotent)."""
+    SequenceAttLayer.forward = _chunked_attention_forward
+
+
+def use_recbole_attention():
+    """Give ``SequenceAttLayer`` RecBole's own forward back (every model), for measuring the difference."""
+    SequenceAttLayer.forward = RECBOLE_ATTENTION_FORWARD
 
 
 def use_recbole_activations(model):

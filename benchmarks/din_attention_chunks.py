@@ -1,0 +1,130 @@
+"""Validation time of DIN under RecBole's sampled protocol with its target attention in one pass and in chunks.
+
+Under ``uni100`` a DIN validation runs ``SequenceAttLayer``'s MLP over ``[rows, history, 4 * width]`` for 101
+rows per case. The plugin runs that layer in chunks of rows when no gradient is kept
+(:mod:`recbole_duet.training.speedups`). This measures the whole validation through RecBole's own
+``Trainer.evaluate``, RecBole's single pass against each chunk size, rounds alternating in one process, and checks
+that every setting gives the same scores and metrics.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.din_attention_chunks --dataset ml-100k --rounds 3 \\
+        --out benchmarks/results/cost-ml-100k/din-attention-chunks
+
+``--model DUET`` measures DUET(DIN) instead. The model is trained ``--epochs`` epochs with the quick suite's
+settings first (scores of an untrained DIN tie); every evaluation draws the same negatives (numpy seeded).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+from recbole.model.layers import SequenceAttLayer
+
+from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_din_config
+from recbole_duet.config import Config
+from recbole_duet.quick_start import run_experiment
+from recbole_duet.training import speedups
+from recbole_duet.training.sampled_validation import numpy_seeded
+
+CHUNK_ELEMENTS = (1 << 18, 1 << 20, 1 << 22)
+ONE_PASS = "one pass"
+SCORED_BATCHES = 5
+
+
+def use_setting(setting):
+    """RecBole's single pass (``ONE_PASS``) or chunks of ``setting`` MLP input values."""
+    if setting == ONE_PASS:
+        SequenceAttLayer.forward = speedups.RECBOLE_ATTENTION_FORWARD
+    else:
+        speedups.ATTENTION_CHUNK_ELEMENTS = setting
+        speedups.install_chunked_attention()
+
+
+@torch.no_grad()
+def first_scores(model, eval_data):
+    """The model's scores on the first batches of ``eval_data``, negatives drawn as in every evaluation here."""
+    scores = []
+    with numpy_seeded(0):
+        for batch_index, (interaction, *_) in enumerate(eval_data):
+            if batch_index == SCORED_BATCHES:
+                break
+            scores.append(model.predict(interaction))
+    return torch.cat(scores)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--model", default="DIN", choices=["DIN", "DUET"], help="DUET: DUET(DIN)")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs before timing")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--config-file", default=os.path.join(CONFIGS_DIR, "din-uni100.yaml"))
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
+
+    config_dict = quick_din_config(args.config_file, args.epochs)
+    if args.model == "DIN":
+        del config_dict["backbone"]
+    run = run_experiment(Config(model=args.model, dataset=args.dataset, config_dict=config_dict), saved=False)
+    trainer, valid_data = run["trainer"], run["data"][1]
+    model = trainer.model.eval()
+
+    settings = (ONE_PASS, *CHUNK_ELEMENTS)
+    seconds = {setting: [] for setting in settings}
+    metrics, scores = {}, {}
+    for _ in range(args.rounds):
+        for setting in settings:
+            use_setting(setting)
+            with numpy_seeded(0):
+                start = time.perf_counter()
+                result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
+                seconds[setting].append(time.perf_counter() - start)
+            metrics[setting] = {key: float(value) for key, value in result.items()}
+            scores[setting] = first_scores(model, valid_data)
+    speedups.ATTENTION_CHUNK_ELEMENTS = CHUNK_ELEMENTS[1]
+    speedups.install_chunked_attention()
+
+    one_pass = statistics.median(seconds[ONE_PASS])
+    rows = {
+        str(setting): {
+            "seconds": seconds[setting],
+            "median_seconds": statistics.median(seconds[setting]),
+            "speedup": one_pass / statistics.median(seconds[setting]),
+            "max_score_difference": float((scores[setting] - scores[ONE_PASS]).abs().max()),
+            "same_metrics": metrics[setting] == metrics[ONE_PASS],
+            "valid": metrics[setting],
+        }
+        for setting in settings
+    }
+    record = {
+        "dataset": args.dataset,
+        "model": args.model if args.model == "DIN" else "DUET(DIN)",
+        "valid_rows": len(valid_data.uid_list),
+        "trained_epochs": run["epochs"],
+        "rounds": args.rounds,
+        "config": config_dict,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "settings": rows,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as file:
+        json.dump(record, file, indent=2)
+    cases = record["valid_rows"]
+    print(f"{record['model']}, {args.dataset}: {cases} validation cases x 101 rows, {args.rounds} rounds")
+    print("| attention | median seconds | speed-up | max score difference | same metrics |\n|---|---|---|---|---|")
+    for setting, row in rows.items():
+        label = setting if setting == ONE_PASS else f"chunks of {int(setting):,} values"
+        print(
+            f"| {label} | {row['median_seconds']:.2f} | {row['speedup']:.2f}x | "
+            f"{row['max_score_difference']:.1e} | {row['same_metrics']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
