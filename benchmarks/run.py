@@ -79,8 +79,9 @@ from recbole_duet.model import plugin_class
 from recbole_duet.quick_start import build_model, run_experiment
 from recbole_duet.training.allocator import freed_memory_kept, keep_freed_memory
 from recbole_duet.training.cloud_first import cloud_state_file
-from recbole_duet.training.trainer import get_trainer
 from recbole_duet.training.run_log import plain_metrics
+from recbole_duet.training.sampled_validation import validation_draws
+from recbole_duet.training.trainer import get_trainer
 
 # How the data is split (--protocol). leave-one-out: each user's last item is the test case, the one before it the
 # validation case, everything earlier trains. time-split: RecBole's global time split; every interaction after the
@@ -320,7 +321,8 @@ class Harness:
             if as_trained:  # its early-stopping validation
                 valid = plain_metrics(run["result"]["best_valid_result"])
             else:
-                valid = plain_metrics(trainer.evaluate(run["data"][1], load_best_model=False))
+                with validation_draws(trainer.config):  # the negatives its training validated on, when fixed
+                    valid = plain_metrics(trainer.evaluate(run["data"][1], load_best_model=False))
             entry = self.record(member, backbone, seed, config_dict, {**run, "trainer": trainer}, valid)
             if member != training_name(job) or kind != "plain":
                 entry["training"] = training_name(job)

@@ -540,3 +540,25 @@ def test_valid_noise_redraws_only_the_negatives_of_each_kept_model(harness, tmp_
     assert [row["scores"] for row in again] == [rows["SASRec"]["scores"][:2]]
     refused = valid_noise("--draws", "1")
     assert refused.returncode != 0 and "--draws 1: at least 2" in refused.stderr
+
+
+def test_under_fixed_valid_negatives_base_is_validated_on_its_cloud_stage_s_negatives(tmp_path):
+    """Cloud first keeps the cloud model fixed while the generator learns, so Base (DUET scored with its global layers,
+    validated by the harness after training) is the cloud stage's best model: with ``fixed_valid_negatives`` its
+    validation draws the negatives the cloud stage's did, and the two results are equal."""
+    data_path = write_atomic_dataset(str(tmp_path / "data"))
+    overrides = tmp_path / "fixed.yaml"
+    settings = {
+        **TINY_MODEL_CONFIG, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 8,
+        "epochs": 1, "train_batch_size": 64, "state": "WARNING",
+        "eval_args": {"mode": "uni10"}, "fixed_valid_negatives": True,
+    }
+    overrides.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "benchmarks.run", "--dataset", "tiny", "--seeds", "1", "--data-path", data_path]
+    command += ["--models", "DUET-SASRec", "Base-SASRec", "--config-files", str(overrides), "--out", str(out)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=repo_on_path())
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    base = next(r for r in json.loads((out / "results.json").read_text()) if r["model"] == "Base-SASRec")
+    assert base["config"]["fixed_valid_negatives"] is True
+    assert base["valid"] == base["cloud_stage"]["valid"]

@@ -35,11 +35,18 @@ def validation_seed(run_seed):
     return [run_seed, VALIDATION_STREAM]
 
 
+def validation_draws(config):
+    """The context a validation of ``config``'s run draws its negatives in: numpy seeded for the run when
+    ``fixed_valid_negatives`` asks for it, numpy as it stands otherwise. Anything else that validates a model of
+    the run (the benchmark harness scoring a fine-tuned member) enters it too, to meet the same negatives."""
+    if config["fixed_valid_negatives"]:
+        return numpy_seeded(validation_seed(config["seed"]))
+    return contextlib.nullcontext()
+
+
 class FixedValidNegativesMixin:
-    """Every validation under numpy seeded from the run's seed, when ``fixed_valid_negatives`` asks for it."""
+    """Every validation inside :func:`validation_draws`."""
 
     def _valid_epoch(self, valid_data, show_progress=False):
-        if not self.config["fixed_valid_negatives"]:
-            return super()._valid_epoch(valid_data, show_progress=show_progress)
-        with numpy_seeded(validation_seed(self.config["seed"])):
+        with validation_draws(self.config):
             return super()._valid_epoch(valid_data, show_progress=show_progress)
