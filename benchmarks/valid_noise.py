@@ -34,7 +34,7 @@ def summary(scores):
     }
 
 
-def validation_draws(record, folder, draws, data_path):
+def valid_scores_over_draws(record, folder, draws, data_path):
     """Valid NDCG@10 of ``record``'s kept model with the negatives drawn under numpy seeds 0 to ``draws - 1``."""
     config, model, (_, valid_data, _) = load_kept_model(record, folder, data_path)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -81,7 +81,7 @@ def main():
         sys.exit(f"{args.folder}: no record with a kept model in models/" + (f" among {args.models}" if args.models else ""))
     rows = []
     for record in chosen:
-        scores = validation_draws(record, args.folder, args.draws, args.data_path)
+        scores = valid_scores_over_draws(record, args.folder, args.draws, args.data_path)
         rows.append({"model": record["model"], "seed": record["seed"], "recorded_valid": record["valid"][METRIC],
                      **summary(scores)})
     write_json_atomically(os.path.join(args.folder, "valid_noise.json"), rows)

@@ -540,6 +540,8 @@ def test_valid_noise_redraws_only_the_negatives_of_each_kept_model(harness, tmp_
     assert [row["scores"] for row in again] == [rows["SASRec"]["scores"][:2]]
     refused = valid_noise("--draws", "1")
     assert refused.returncode != 0 and "--draws 1: at least 2" in refused.stderr
+    nothing_kept = valid_noise("--draws", "2", "--models", "Base-SASRec")
+    assert nothing_kept.returncode != 0 and "no record with a kept model in models/ among ['Base-SASRec']" in nothing_kept.stderr
 
 
 def test_under_fixed_valid_negatives_base_is_validated_on_its_cloud_stage_s_negatives(tmp_path):
