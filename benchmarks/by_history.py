@@ -33,7 +33,9 @@ DEFAULT_WINDOW = 10  # DUET.yaml's realtime_window
 def case_histories(record, data_path, users):
     """Per test case of ``record``'s split (in evaluation order, whose user ids ``users`` are checked): how many
     interactions its user had before it, and whether its user had any before the time boundary (always, under
-    leave-one-out)."""
+    leave-one-out). Under a time split with a sampled evaluation (``uni100``) RecBole scores all of a user's test
+    cases together, so the per-case file holds a row per user (in user-id order): then a row's history is what its
+    user had before their first test case."""
     from recbole.data import create_dataset
 
     from recbole_duet.config import Config
@@ -48,12 +50,20 @@ def case_histories(record, data_path, users):
     raw_times = np.asarray(dataset.inter_feat[dataset.time_field])
     test = dataset.build()[2].inter_feat
     case_users, case_times = test[dataset.uid_field].numpy(), test[dataset.time_field].numpy()
-    if not np.array_equal(case_users, users):
+    row_per_user = not np.array_equal(case_users, users) and np.array_equal(np.unique(case_users), users)
+    if not (row_per_user or np.array_equal(case_users, users)):
         raise ValueError(f"{record['model']}: the per-case file's users are not the rebuilt split's test cases")
     times_of = {user: np.sort(raw_times[raw_users == user]) for user in np.unique(case_users)}
     history = np.array([np.searchsorted(times_of[u], t) for u, t in zip(case_users, case_times)])
+    # Interactions at the case's own time (a day's reviews) are not counted by time, but RecBole's history holds
+    # those it ordered first; its length, capped at MAX_ITEM_LIST_LENGTH, is exact below the cap.
+    history = np.maximum(history, test[dataset.item_list_length_field].numpy())
     returning = np.array([times_of[u][0] < case_times.min() for u in case_users])
-    return history, returning
+    if not row_per_user:
+        return history, returning
+    order = np.argsort(case_users, kind="stable")
+    firsts = np.flatnonzero(np.r_[True, np.diff(case_users[order]) != 0])  # where each user's cases start
+    return np.minimum.reduceat(history[order], firsts), returning[order][firsts]
 
 
 def strata(edges):

@@ -108,8 +108,10 @@ def test_a_time_split_case_counts_its_users_earlier_interactions_and_knows_new_u
 
     root, histories = write_interleaved_dataset(str(tmp_path / "data"), n_users=80)
     histories["new"] = [(9_990, "i1"), (9_995, "i2"), (9_999, "i3")]  # every interaction after the boundary
+    same_day = [(9_996, "i4"), (9_996, "i5"), (9_996, "i6")]  # one time: RecBole orders them, time cannot
     with open(os.path.join(root, "clock", "clock.inter"), "a", encoding="utf-8") as file:
         file.write("".join(f"new\t{item}\t{t}\n" for t, item in histories["new"]))
+        file.write("".join(f"same-day\t{item}\t{t}\n" for t, item in same_day))
     config = {
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 5,
         "eval_args": {"split": {"TS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "full"},
@@ -125,9 +127,39 @@ def test_a_time_split_case_counts_its_users_earlier_interactions_and_knows_new_u
     lengths, returning = case_histories(record, root, users)
     tokens, times = dataset.id2token("user_id", users), test.inter_feat["timestamp"].numpy()
     boundary = times.min()
+    assert sorted(lengths[tokens == "same-day"]) == [1, 2]
     for token, time, length, known in zip(tokens, times, lengths, returning):
-        assert length == sum(t < time for t, _ in histories[token])  # all of them, not the 5 a history keeps
-        assert known == any(t < boundary for t, _ in histories[token])
+        if token != "same-day":
+            assert length == sum(t < time for t, _ in histories[token])  # all of them, not the 5 a history keeps
+            assert known == any(t < boundary for t, _ in histories[token])
     assert not returning[tokens == "new"].any() and returning.any() and lengths.max() > 5
+    with pytest.raises(ValueError, match="not the rebuilt split's test cases"):
+        case_histories(record, root, users[::-1])
+
+
+def test_under_a_sampled_time_split_a_row_is_a_user_with_the_history_before_their_first_case(tmp_path):
+    """RecBole's ``uni100`` scores a user's test cases together: one row per user, in user-id order."""
+    from conftest import write_interleaved_dataset
+    from recbole.data import create_dataset
+
+    from benchmarks.by_history import case_histories
+    from recbole_duet.config import Config
+
+    root, histories = write_interleaved_dataset(str(tmp_path / "data"), n_users=80)
+    config = {
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 5,
+        "eval_args": {"split": {"TS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "uni10"},
+    }
+    record = {"config": config, "backbone": "SASRec", "dataset": "clock", "model": "SASRec"}
+    dataset = create_dataset(Config(model="SASRec", dataset="clock", config_dict={**config, "data_path": root}))
+    test = dataset.build()[2].inter_feat
+    users = np.unique(test["user_id"].numpy())
+    assert len(users) < len(test)  # some user has several test cases
+    lengths, returning = case_histories(record, root, users)
+    boundary = test["timestamp"].numpy().min()
+    for token, length, known in zip(dataset.id2token("user_id", users), lengths, returning):
+        first_case = min(t for t, _ in histories[token] if t >= boundary)
+        assert length == sum(t < first_case for t, _ in histories[token])
+        assert known == any(t < boundary for t, _ in histories[token])
     with pytest.raises(ValueError, match="not the rebuilt split's test cases"):
         case_histories(record, root, users[::-1])
