@@ -22,7 +22,6 @@ import sys
 import time
 
 import torch
-from recbole.model.layers import SequenceAttLayer
 
 from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_din_config
 from recbole_duet.config import Config
@@ -38,7 +37,7 @@ SCORED_BATCHES = 5
 def use_setting(setting):
     """RecBole's single pass (``ONE_PASS``) or chunks of ``setting`` MLP input values."""
     if setting == ONE_PASS:
-        SequenceAttLayer.forward = speedups.RECBOLE_ATTENTION_FORWARD
+        speedups.use_recbole_attention()
     else:
         speedups.ATTENTION_CHUNK_ELEMENTS = setting
         speedups.install_chunked_attention()
