@@ -14,45 +14,24 @@ settings first (scores of an untrained DIN tie); every evaluation draws the same
 """
 
 import argparse
-import json
+import functools
 import os
-import platform
-import statistics
 import sys
-import time
 
-import torch
-
-from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_din_config
+from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_sampled_config
+from benchmarks.run import write_json_atomically
+from benchmarks.validation_timing import machine, time_settings
 from recbole_duet.config import Config
 from recbole_duet.quick_start import run_experiment
 from recbole_duet.training import speedups
-from recbole_duet.training.sampled_validation import numpy_seeded
 
 CHUNK_ELEMENTS = (1 << 18, 1 << 20, 1 << 22)
 ONE_PASS = "one pass"
-SCORED_BATCHES = 5
 
 
-def use_setting(setting):
-    """RecBole's single pass (``ONE_PASS``) or chunks of ``setting`` MLP input values."""
-    if setting == ONE_PASS:
-        speedups.use_recbole_attention()
-    else:
-        speedups.ATTENTION_CHUNK_ELEMENTS = setting
-        speedups.install_chunked_attention()
-
-
-@torch.no_grad()
-def first_scores(model, eval_data):
-    """The model's scores on the first batches of ``eval_data``, negatives drawn as in every evaluation here."""
-    scores = []
-    with numpy_seeded(0):
-        for batch_index, (interaction, *_) in enumerate(eval_data):
-            if batch_index == SCORED_BATCHES:
-                break
-            scores.append(model.predict(interaction))
-    return torch.cat(scores)
+def use_chunks(elements):
+    speedups.ATTENTION_CHUNK_ELEMENTS = elements
+    speedups.install_chunked_attention()
 
 
 def main():
@@ -66,40 +45,17 @@ def main():
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
 
-    config_dict = quick_din_config(args.config_file, args.epochs)
+    config_dict = quick_sampled_config(args.config_file, args.epochs, "DIN")
     if args.model == "DIN":
         del config_dict["backbone"]
     run = run_experiment(Config(model=args.model, dataset=args.dataset, config_dict=config_dict), saved=False)
     trainer, valid_data = run["trainer"], run["data"][1]
-    model = trainer.model.eval()
+    trainer.model.eval()
 
-    settings = (ONE_PASS, *CHUNK_ELEMENTS)
-    seconds = {setting: [] for setting in settings}
-    metrics, scores = {}, {}
-    for _ in range(args.rounds):
-        for setting in settings:
-            use_setting(setting)
-            with numpy_seeded(0):
-                start = time.perf_counter()
-                result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
-                seconds[setting].append(time.perf_counter() - start)
-            metrics[setting] = {key: float(value) for key, value in result.items()}
-            scores[setting] = first_scores(model, valid_data)
-    speedups.ATTENTION_CHUNK_ELEMENTS = CHUNK_ELEMENTS[1]
-    speedups.install_chunked_attention()
-
-    one_pass = statistics.median(seconds[ONE_PASS])
-    rows = {
-        str(setting): {
-            "seconds": seconds[setting],
-            "median_seconds": statistics.median(seconds[setting]),
-            "speedup": one_pass / statistics.median(seconds[setting]),
-            "max_score_difference": float((scores[setting] - scores[ONE_PASS]).abs().max()),
-            "same_metrics": metrics[setting] == metrics[ONE_PASS],
-            "valid": metrics[setting],
-        }
-        for setting in settings
-    }
+    settings = {ONE_PASS: speedups.use_recbole_attention}
+    settings.update({elements: functools.partial(use_chunks, elements) for elements in CHUNK_ELEMENTS})
+    rows = time_settings(trainer, valid_data, settings, args.rounds)
+    use_chunks(CHUNK_ELEMENTS[1])
     record = {
         "dataset": args.dataset,
         "model": args.model if args.model == "DIN" else "DUET(DIN)",
@@ -107,13 +63,11 @@ def main():
         "trained_epochs": run["epochs"],
         "rounds": args.rounds,
         "config": config_dict,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        "machine": machine(),
         "settings": rows,
     }
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as file:
-        json.dump(record, file, indent=2)
+    write_json_atomically(os.path.join(args.out, "results.json"), record)
     cases = record["valid_rows"]
     print(f"{record['model']}, {args.dataset}: {cases} validation cases x 101 rows, {args.rounds} rounds")
     print("| attention | median seconds | speed-up | max score difference | same metrics |\n|---|---|---|---|---|")

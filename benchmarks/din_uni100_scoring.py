@@ -38,8 +38,9 @@ MODES = (*INFERENCE_MODES, "finetune")
 TARGET_RATIO = 3.0
 
 
-def quick_din_config(config_file, epochs):
-    """The quick suite's DIN settings under ``config_file``'s sampled protocol, leave-one-out, the first seed."""
+def quick_sampled_config(config_file, epochs, backbone):
+    """The quick suite's settings for DUET on ``backbone`` under ``config_file``'s sampled protocol, leave-one-out,
+    the first seed (drop ``backbone`` for the backbone alone)."""
     with open(config_file, encoding="utf-8") as file:
         protocol = yaml.safe_load(file)
     return {
@@ -47,7 +48,7 @@ def quick_din_config(config_file, epochs):
         **SUITES["quick"],
         **protocol,
         "eval_args": protocol_eval_args("leave-one-out", [(config_file, protocol)]),
-        "backbone": "DIN",
+        "backbone": backbone,
         "epochs": epochs,
         "seed": FIRST_SEED,
     }
@@ -62,7 +63,7 @@ def main():
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
 
-    config_dict = quick_din_config(args.config_file, args.epochs)
+    config_dict = quick_sampled_config(args.config_file, args.epochs, "DIN")
     config = Config(model="DUET", dataset=args.dataset, config_dict=config_dict)
     run = run_experiment(config)  # saved: the fine-tuning baseline starts from its checkpoint
     trainer, test_data = run["trainer"], run["data"][2]

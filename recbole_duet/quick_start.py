@@ -15,6 +15,7 @@ from recbole.utils import get_environment, init_seed, set_color
 
 from recbole_duet.config import Config
 from recbole_duet.data import ensure_dataset_files
+from recbole_duet.model.device_rows import deduplicate_forward_rows
 from recbole_duet.training.cloud_first import (
     cloud_stage_config,
     cloud_state_file,
@@ -155,12 +156,13 @@ def prepare_experiment(config):
 
 def build_model(config, dataset):
     """``config``'s model on ``dataset`` (the training set's) and ``config['device']``: freshly initialised, seeded as
-    RecBole seeds it, or, when its class declares that ``config`` starts from a trained model, that model, loaded."""
+    RecBole seeds it, or, when its class declares that ``config`` starts from a trained model, that model, loaded.
+    Its ``forward`` encodes each distinct history once when evaluating (:func:`deduplicate_forward_rows`)."""
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = config.model_class(config, dataset)
     if starts_from_trained_model(config):
         model.load_starting_model(config)
-    return model.to(config["device"])
+    return deduplicate_forward_rows(model).to(config["device"])
 
 
 def run_experiment(config, saved=True, state_file=None, epoch_callback=None):

@@ -6,7 +6,17 @@ its candidate rows. Personalising per row would run the generator (or fine-tunin
 :class:`DeviceRows` the distinct devices are personalised once each, and every row is scored with its own
 device's layers. A device is the exact tuple of its inputs, so grouping never mixes two devices and a
 device's result does not depend on which other rows share its batch.
+
+The same grouping serves every sequential model under sampled evaluation: a test case is 101 rows that repeat its
+history, and ``predict`` encodes that history on each of them, though the user vector does not depend on the
+candidate. :func:`deduplicate_forward_rows` makes a built model's ``forward``, in eval mode with no gradient kept,
+run on the distinct rows of its integer inputs and hand each row its own row's output: the same function, row by
+row, since in eval mode (no dropout, batch norm on running statistics) no row of a forward reads another. Rows
+that are all distinct (full ranking, DIN's candidate-dependent forward) pass through untouched, as do training,
+tracing and ONNX export.
 """
+
+import types
 
 import torch
 
@@ -41,3 +51,34 @@ class DeviceRows:
     def ungroup(self, grouped):
         """The inverse of :meth:`group`: ``[U, rows_per_device, ...]`` -> ``[N, ...]`` in batch order."""
         return grouped[self.device, self.slot]
+
+
+def _are_device_rows(inputs):
+    """Whether ``inputs`` are integer tensors of one length (ids and lengths), the rows worth grouping."""
+    return bool(inputs) and all(
+        isinstance(x, torch.Tensor) and not x.is_floating_point() and len(x) == len(inputs[0]) for x in inputs
+    )
+
+
+def _forward_once_per_row(self, *inputs):
+    forward = type(self).forward
+    evaluating = not (self.training or torch.is_grad_enabled() or torch.jit.is_tracing())
+    if not evaluating or torch.onnx.is_in_onnx_export() or not _are_device_rows(inputs):
+        return forward(self, *inputs)
+    rows = DeviceRows(*inputs)
+    if len(rows.devices[0]) == len(inputs[0]):
+        return forward(self, *inputs)
+    output = forward(self, *rows.devices)
+    if not isinstance(output, torch.Tensor):
+        return forward(self, *inputs)
+    return output[rows.device]
+
+
+def deduplicate_forward_rows(model):
+    """Make ``model.forward`` run once per distinct row of its inputs when no gradient is kept (see above).
+
+    Bound on the instance, so ``copy.deepcopy`` rebinds it to the copy and the class keeps RecBole's forward;
+    ``del model.forward`` puts that back. Returns ``model``.
+    """
+    model.forward = types.MethodType(_forward_once_per_row, model)
+    return model

@@ -1,0 +1,68 @@
+"""One trained model's validation timed under several settings of the same computation, in one process, rounds
+alternating, with a check that every setting scores as the first one does (``din_attention_chunks``,
+``sampled_eval_rows``).
+
+Every validation draws the same sampled negatives (numpy seeded), so the metrics of two settings are comparable
+to the digit, and the first batches' scores are kept to show how far the settings differ in float rounding.
+"""
+
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+from recbole_duet.training.sampled_validation import numpy_seeded
+
+SCORED_BATCHES = 5
+
+
+@torch.no_grad()
+def first_scores(model, eval_data):
+    """The model's scores on the first batches of ``eval_data``, negatives drawn as in every validation here."""
+    scores = []
+    with numpy_seeded(0):
+        for batch_index, (interaction, *_) in enumerate(eval_data):
+            if batch_index == SCORED_BATCHES:
+                break
+            scores.append(model.predict(interaction))
+    return torch.cat(scores)
+
+
+def time_settings(trainer, valid_data, settings, rounds):
+    """Validate ``rounds`` times under each of ``settings`` (label -> a function that switches it on).
+
+    Returns:
+        dict: per label (as a string), the seconds of each round, their median, the speed-up over the first
+        setting's median, the largest score difference to the first setting and whether the metrics are equal.
+    """
+    seconds = {label: [] for label in settings}
+    metrics, scores = {}, {}
+    for _ in range(rounds):
+        for label, switch_on in settings.items():
+            switch_on()
+            with numpy_seeded(0):
+                start = time.perf_counter()
+                result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
+                seconds[label].append(time.perf_counter() - start)
+            metrics[label] = {key: float(value) for key, value in result.items()}
+            scores[label] = first_scores(trainer.model, valid_data)
+    reference = next(iter(settings))
+    reference_seconds = statistics.median(seconds[reference])
+    return {
+        str(label): {
+            "seconds": seconds[label],
+            "median_seconds": statistics.median(seconds[label]),
+            "speedup": reference_seconds / statistics.median(seconds[label]),
+            "max_score_difference": float((scores[label] - scores[reference]).abs().max()),
+            "same_metrics": metrics[label] == metrics[reference],
+            "valid": metrics[label],
+        }
+        for label in settings
+    }
+
+
+def machine():
+    """The machine and torch's threads, for a result's record."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
