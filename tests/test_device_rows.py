@@ -18,9 +18,9 @@ class SummedHistory(torch.nn.Module):
         self.embedding = torch.nn.Embedding(10, 3)
         self.encoded_rows = []
 
-    def forward(self, item_seq, item_seq_len):
+    def forward(self, item_seq, item_seq_len, scale=1.0):
         self.encoded_rows.append(len(item_seq))
-        return self.embedding(item_seq).sum(dim=1) * item_seq_len.unsqueeze(1)
+        return self.embedding(item_seq).sum(dim=1) * item_seq_len.unsqueeze(1) * scale
 
 
 def repeated_histories():
@@ -39,6 +39,17 @@ def test_forward_runs_once_per_distinct_history_when_evaluating():
     assert model.encoded_rows == [2, 6]
     assert deduplicated.shape == every_row.shape == (6, 3)
     torch.testing.assert_close(deduplicated, every_row, atol=0, rtol=0)
+
+
+def test_a_keyword_option_reaches_every_row():
+    model = deduplicate_forward_rows(SummedHistory().eval())
+    item_seq, item_seq_len = repeated_histories()
+    with torch.no_grad():
+        halved = model(item_seq, item_seq_len, scale=0.5)
+        whole = model(item_seq, item_seq_len)
+        model(item_seq, item_seq_len, scale=torch.tensor(0.5))  # a tensor option: every row, as given
+    assert model.encoded_rows == [2, 2, 6]
+    torch.testing.assert_close(halved, whole / 2, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("case", ["training", "gradients", "distinct rows", "float input"])

@@ -53,24 +53,27 @@ class DeviceRows:
         return grouped[self.device, self.slot]
 
 
-def _are_device_rows(inputs):
-    """Whether ``inputs`` are integer tensors of one length (ids and lengths), the rows worth grouping."""
-    return bool(inputs) and all(
-        isinstance(x, torch.Tensor) and not x.is_floating_point() and len(x) == len(inputs[0]) for x in inputs
+def _are_device_rows(inputs, options):
+    """Whether ``inputs`` are integer tensors of one length (ids and lengths), the rows worth grouping, and the
+    keyword ``options`` (S3Rec's ``bidirectional=False``) hold no tensor, so they apply to every row alike."""
+    return (
+        bool(inputs)
+        and all(isinstance(x, torch.Tensor) and not x.is_floating_point() and len(x) == len(inputs[0]) for x in inputs)
+        and not any(isinstance(value, torch.Tensor) for value in options.values())
     )
 
 
-def _forward_once_per_row(self, *inputs):
+def _forward_once_per_row(self, *inputs, **options):
     forward = type(self).forward
     evaluating = not (self.training or torch.is_grad_enabled() or torch.jit.is_tracing())
-    if not evaluating or torch.onnx.is_in_onnx_export() or not _are_device_rows(inputs):
-        return forward(self, *inputs)
+    if not evaluating or torch.onnx.is_in_onnx_export() or not _are_device_rows(inputs, options):
+        return forward(self, *inputs, **options)
     rows = DeviceRows(*inputs)
     if len(rows.devices[0]) == len(inputs[0]):
-        return forward(self, *inputs)
-    output = forward(self, *rows.devices)
+        return forward(self, *inputs, **options)
+    output = forward(self, *rows.devices, **options)
     if not isinstance(output, torch.Tensor):
-        return forward(self, *inputs)
+        return forward(self, *inputs, **options)
     return output[rows.device]
 
 
