@@ -19,8 +19,7 @@ import os
 import sys
 
 from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_sampled_config
-from benchmarks.run import write_json_atomically
-from benchmarks.validation_timing import machine, time_settings
+from benchmarks.validation_timing import machine, time_settings, write_and_print
 from recbole_duet.config import Config
 from recbole_duet.quick_start import run_experiment
 from recbole_duet.training import speedups
@@ -32,6 +31,10 @@ ONE_PASS = "one pass"
 def use_chunks(elements):
     speedups.ATTENTION_CHUNK_ELEMENTS = elements
     speedups.install_chunked_attention()
+
+
+def chunks_label(setting):
+    return setting if setting == ONE_PASS else f"chunks of {int(setting):,} values"
 
 
 def main():
@@ -66,17 +69,7 @@ def main():
         "machine": machine(),
         "settings": rows,
     }
-    os.makedirs(args.out, exist_ok=True)
-    write_json_atomically(os.path.join(args.out, "results.json"), record)
-    cases = record["valid_rows"]
-    print(f"{record['model']}, {args.dataset}: {cases} validation cases x 101 rows, {args.rounds} rounds")
-    print("| attention | median seconds | speed-up | max score difference | same metrics |\n|---|---|---|---|---|")
-    for setting, row in rows.items():
-        label = setting if setting == ONE_PASS else f"chunks of {int(setting):,} values"
-        print(
-            f"| {label} | {row['median_seconds']:.2f} | {row['speedup']:.2f}x | "
-            f"{row['max_score_difference']:.1e} | {row['same_metrics']} |"
-        )
+    write_and_print(args.out, record, record["valid_rows"], "attention", chunks_label)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ import os
 import sys
 
 from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_sampled_config
-from benchmarks.run import write_json_atomically
-from benchmarks.validation_timing import machine, time_settings
+from benchmarks.validation_timing import machine, time_settings, write_and_print
 from recbole_duet.config import Config
 from recbole_duet.model.device_rows import deduplicate_forward_rows
 from recbole_duet.quick_start import run_experiment
@@ -63,17 +62,7 @@ def main():
         "machine": machine(),
         "settings": rows,
     }
-    os.makedirs(args.out, exist_ok=True)
-    write_json_atomically(os.path.join(args.out, "results.json"), record)
-    cases = record["valid_cases"]
-    print(f"{record['model']}, {args.dataset}: {cases} validation cases x 101 rows, {args.rounds} rounds")
-    print("| histories encoded | median seconds | speed-up | max score difference | same metrics |")
-    print("|---|---|---|---|---|")
-    for label, row in rows.items():
-        print(
-            f"| {label} | {row['median_seconds']:.2f} | {row['speedup']:.2f}x | "
-            f"{row['max_score_difference']:.1e} | {row['same_metrics']} |"
-        )
+    write_and_print(args.out, record, record["valid_cases"], "histories encoded")
 
 
 if __name__ == "__main__":

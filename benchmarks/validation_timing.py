@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from benchmarks.run import write_json_atomically
 from recbole_duet.training.sampled_validation import numpy_seeded
 
 SCORED_BATCHES = 5
@@ -66,3 +67,17 @@ def time_settings(trainer, valid_data, settings, rounds):
 def machine():
     """The machine and torch's threads, for a result's record."""
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def write_and_print(out, record, cases, setting_column, label=str):
+    """Write ``record`` to ``<out>/results.json`` and print its settings as a table, each labelled by ``label``."""
+    os.makedirs(out, exist_ok=True)
+    write_json_atomically(os.path.join(out, "results.json"), record)
+    print(f"{record['model']}, {record['dataset']}: {cases} validation cases x 101 rows, {record['rounds']} rounds")
+    print(f"| {setting_column} | median seconds | speed-up | max score difference | same metrics |")
+    print("|---|---|---|---|---|")
+    for setting, row in record["settings"].items():
+        print(
+            f"| {label(setting)} | {row['median_seconds']:.2f} | {row['speedup']:.2f}x | "
+            f"{row['max_score_difference']:.1e} | {row['same_metrics']} |"
+        )
