@@ -101,7 +101,8 @@ class Config(RecBoleConfig):
             backbone_yaml = f"{plugin_model}-{backbone}.yaml"
             if os.path.isfile(self._properties_path(backbone_yaml)):  # under the user's keys, as <model>.yaml
                 self.duet_defaults.update(self._read_properties(backbone_yaml))
-            return plugin_model, plugin_class(plugin_model, backbone), dataset
+            side = self.external_config_dict.get("dynamic_side", self.duet_defaults.get("dynamic_side", "user"))
+            return plugin_model, plugin_class(plugin_model, backbone, side), dataset
         return super()._get_model_and_dataset(get_model(model) if isinstance(model, str) else model, dataset)
 
     @staticmethod

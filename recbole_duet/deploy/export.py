@@ -77,6 +77,11 @@ def load_trained_model(checkpoint_path, data_path=None):
             "'window' to export: with 'backbone' the generator reads the backbone's states over the whole "
             "history, so the service would need each device's history instead of its real-time window",
         )
+    if config["dynamic_side"] != "user":
+        raise ConfigError(
+            "dynamic_side", config["dynamic_side"],
+            "'user' to export: the device graphs apply the generated layers to the user vector",
+        )
     dataset, loaders, model = prepare_experiment(config)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))

@@ -24,6 +24,7 @@ HEAD_ENCODERS = ("gru", "attention")
 FINETUNE_SCOPES = ("dynamic", "all")
 PPG_SCOPES = ("all", "generator")
 TRAINING_ORDERS = ("cloud_first", "joint")
+DYNAMIC_SIDES = ("user", "item")
 
 
 def _one_of(choices):
@@ -101,6 +102,10 @@ KEYS = [
     Key(
         "duet_activation", BOTH, "str", 'tanh', _one_of(ACTIVATIONS),
         "Next-item backbones: activation inside the residual dynamic layers.",
+    ),
+    Key(
+        "dynamic_side", DUET_ONLY, "str", 'user', _one_of(DYNAMIC_SIDES),
+        "Next-item backbones: where the generated layers act: 'user' (on the user vector) or 'item' (on each scored item's embedding, no global part; BPR and sampled evaluation only; docs/model.md).",
     ),
     Key(
         "realtime_window", BOTH, "int", 10, _integer_at_least(1),
@@ -216,6 +221,8 @@ def _check_duet(settings):
         raise ConfigError("ppg_scope", "generator", "'all' with backbone DIN (next-item backbones only)")
     if settings["training_order"] == "cloud_first" and is_pairwise(settings["backbone"]):
         raise ConfigError("training_order", "cloud_first", "'joint' with backbone DIN (next-item backbones only)")
+    if settings["dynamic_side"] == "item" and is_pairwise(settings["backbone"]):
+        raise ConfigError("dynamic_side", "item", "'user' with backbone DIN (its generated MLP reads the candidate already)")
     if settings["generator_input"] == "backbone" and settings["head_encoder"] != "gru":
         raise ConfigError(
             "head_encoder",
