@@ -63,6 +63,7 @@ BAD_VALUES = {
     "freeze_backbone": ("true or false", ["yes", 1, None]),
     "cloud_checkpoint": ("the path of an existing checkpoint file, or null", ["", "no/such/layers.pth", 0, False]),
     "training_order": ("one of ['cloud_first', 'joint']", ["cloud-first", "Joint", None]),
+    "dynamic_side": ("one of ['user', 'item']", ["items", "User", None]),
 }
 EDGE_VALUES = {
     "duet_layers": [1, 5],
@@ -87,6 +88,7 @@ EDGE_VALUES = {
     "freeze_backbone": [False],  # True needs a backbone_checkpoint (tests/test_warm_start.py)
     "cloud_checkpoint": [None, __file__],  # its content and the keys it excludes: tests/test_warm_start.py
     "training_order": ["cloud_first", "joint"],  # what each trains: tests/test_cloud_first.py
+    "dynamic_side": ["user", "item"],  # what the item side needs of the run's other settings: tests/test_item_side.py
 }
 
 
@@ -214,6 +216,8 @@ NO_WHOLE_MODEL_TUNING = "'dynamic' with backbone DIN (whole-model tuning is next
         ("DIN", "training_order", "cloud_first", "'joint' with backbone DIN (next-item backbones only)"),
         ("DIN", "training_order", "joint", None),
         ("GRU4Rec", "training_order", "cloud_first", None),
+        ("DIN", "dynamic_side", "item", "'user' with backbone DIN (its generated MLP reads the candidate already)"),
+        ("GRU4Rec", "dynamic_side", "item", None),
     ],
 )
 def test_keys_that_depend_on_the_backbone(backbone, key, value, expected):
