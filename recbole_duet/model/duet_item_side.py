@@ -58,19 +58,19 @@ class ItemSideDUET(DUET):
         self.item_layers.start_as_identity()
         self.item_layers.requires_grad_(False)
 
-    def _cloud_user_and_generated(self, interaction, fixed_cloud=False):
+    def _cloud_user_and_generated(self, item_seq, item_seq_len, fixed_cloud=False):
         """The cloud model's user vectors ``[B, D]`` (before scoring) and each device's item-side layers.
 
         ``fixed_cloud``: the window's vectors enter the generator detached (the backbone learns nothing from them).
         """
-        item_seq, item_seq_len = self.device_inputs(interaction)
         representation, states = self.represent(item_seq, item_seq_len)
         user_vector = self.classifier(representation)
         generated = self.generate(item_seq, item_seq_len, states, fixed_inputs=fixed_cloud)
         return user_vector, generated
 
     def _item_scores(self, user_vector, generated, items, fixed_cloud=False):
-        """``[B]``: each row's item, its embedding through its device's layers, scored against its user vector.
+        """``[B, ...]``: each device's items ``[B, ...]``, their embeddings through its layers, scored against its
+        user vector.
 
         ``fixed_cloud``: the user vectors and item embeddings detached, so the score trains the generator only.
         """
@@ -78,23 +78,18 @@ class ItemSideDUET(DUET):
         if fixed_cloud:
             user_vector, embeddings = user_vector.detach(), embeddings.detach()
         item_vectors = self.scoring.item(self.item_layers(embeddings, generated))
-        return (self.scoring.user(user_vector) * item_vectors).sum(dim=-1)
+        user_vector = self.scoring.user(user_vector)
+        return (user_vector.view(*user_vector.shape[:1], *[1] * (items.dim() - 1), -1) * item_vectors).sum(dim=-1)
 
     def predict(self, interaction):
         """Each row's score. Under sampled evaluation a device's history repeats on every candidate row: its user
-        vector and layers are computed once per distinct device (:class:`DeviceRows`) and each row scores with its
-        own device's."""
+        vector and layers are computed once per distinct device (:class:`DeviceRows`), which scores its rows'
+        items together."""
         if self.inference == "global":
             return super().predict(interaction)
         rows = DeviceRows(*self.device_inputs(interaction))
-        representation, states = self.represent(*rows.devices)
-        user_vector = self.scoring.user(self.classifier(representation))[rows.device]
-        generated = self.generate(*rows.devices, states)
-        per_device = self.item_layers.personalised_parameters(generated)
-        parameters = [(weight[rows.device], bias[rows.device]) for weight, bias in per_device]
-        embeddings = self.backbone.item_embedding(interaction[self.ITEM_ID])
-        item_vectors = self.scoring.item(self.item_layers.forward_with_parameters(embeddings, parameters))
-        return (user_vector * item_vectors).sum(dim=-1)
+        user_vector, generated = self._cloud_user_and_generated(*rows.devices)
+        return rows.ungroup(self._item_scores(user_vector, generated, rows.group(interaction[self.ITEM_ID])))
 
     def full_sort_predict(self, interaction):
         if self.inference == "global":
@@ -106,7 +101,7 @@ class ItemSideDUET(DUET):
         if self.inference == "global":
             return super().calculate_loss(interaction)
         fixed_cloud = self.cloud_is_fixed or self.ppg_scope == "generator"
-        user_vector, generated = self._cloud_user_and_generated(interaction, fixed_cloud)
+        user_vector, generated = self._cloud_user_and_generated(*self.device_inputs(interaction), fixed_cloud)
         pos_score, neg_score = (
             self._item_scores(user_vector, generated, interaction[field], fixed_cloud)
             for field in (self.POS_ITEM_ID, self.NEG_ITEM_ID)
