@@ -15,13 +15,14 @@ settings first (scores of an untrained DIN tie); every evaluation draws the same
 
 import argparse
 import functools
-import os
-import sys
 
-from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_sampled_config
-from benchmarks.validation_timing import machine, time_settings, write_and_print
-from recbole_duet.config import Config
-from recbole_duet.quick_start import run_experiment
+from benchmarks.validation_timing import (
+    machine,
+    parse_timing_arguments,
+    time_settings,
+    train_for_timing,
+    write_and_print,
+)
 from recbole_duet.training import speedups
 
 CHUNK_ELEMENTS = (1 << 18, 1 << 20, 1 << 22)
@@ -39,19 +40,9 @@ def chunks_label(setting):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--model", default="DIN", choices=["DIN", "DUET"], help="DUET: DUET(DIN)")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs before timing")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--config-file", default=os.path.join(CONFIGS_DIR, "din-uni100.yaml"))
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
-
-    config_dict = quick_sampled_config(args.config_file, args.epochs, "DIN")
-    if args.model == "DIN":
-        del config_dict["backbone"]
-    run = run_experiment(Config(model=args.model, dataset=args.dataset, config_dict=config_dict), saved=False)
+    args = parse_timing_arguments(parser, "din-uni100.yaml")
+    config_dict, run = train_for_timing(args, "DIN")
     trainer, valid_data = run["trainer"], run["data"][1]
     trainer.model.eval()
 

@@ -15,14 +15,15 @@ quick suite's settings under ``--config-file`` (default: BPR on one sampled nega
 """
 
 import argparse
-import os
-import sys
 
-from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_sampled_config
-from benchmarks.validation_timing import machine, time_settings, write_and_print
-from recbole_duet.config import Config
+from benchmarks.validation_timing import (
+    machine,
+    parse_timing_arguments,
+    time_settings,
+    train_for_timing,
+    write_and_print,
+)
 from recbole_duet.model.device_rows import deduplicate_forward_rows
-from recbole_duet.quick_start import run_experiment
 
 EVERY_ROW = "every row"
 ONCE_PER_HISTORY = "once per history"
@@ -30,20 +31,10 @@ ONCE_PER_HISTORY = "once per history"
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--model", default="SASRec", help="a RecBole sequential model, or DUET")
     parser.add_argument("--backbone", default="SASRec", help="DUET's backbone")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs before timing")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--config-file", default=os.path.join(CONFIGS_DIR, "bpr-uni100.yaml"))
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
-
-    config_dict = quick_sampled_config(args.config_file, args.epochs, args.backbone)
-    if args.model != "DUET":
-        del config_dict["backbone"]
-    run = run_experiment(Config(model=args.model, dataset=args.dataset, config_dict=config_dict), saved=False)
+    args = parse_timing_arguments(parser, "bpr-uni100.yaml")
+    config_dict, run = train_for_timing(args, args.backbone)
     trainer, valid_data = run["trainer"], run["data"][1]
     model = trainer.model.eval()
 

@@ -9,14 +9,41 @@ to the digit, and the first batches' scores are kept to show how far the setting
 import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
 
+from benchmarks.din_uni100_scoring import CONFIGS_DIR, quick_sampled_config
 from benchmarks.run import write_json_atomically
+from recbole_duet.config import Config
+from recbole_duet.quick_start import run_experiment
 from recbole_duet.training.sampled_validation import numpy_seeded
 
 SCORED_BATCHES = 5
+
+
+def parse_timing_arguments(parser, config_file):
+    """Add the flags every timing script shares to ``parser`` (its own flags already added) and parse them; RecBole's
+    Config would read them as config overrides, so they leave ``sys.argv``."""
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs before timing")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--config-file", default=os.path.join(CONFIGS_DIR, config_file))
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]
+    return args
+
+
+def train_for_timing(args, backbone):
+    """``args.model`` (DUET on ``backbone``, or a RecBole model) trained ``args.epochs`` quick epochs under
+    ``args.config_file``; returns the config overrides it trained with and the run (:func:`run_experiment`'s)."""
+    config_dict = quick_sampled_config(args.config_file, args.epochs, backbone)
+    if args.model != "DUET":
+        del config_dict["backbone"]
+    run = run_experiment(Config(model=args.model, dataset=args.dataset, config_dict=config_dict), saved=False)
+    return config_dict, run
 
 
 @torch.no_grad()
