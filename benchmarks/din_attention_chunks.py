@@ -1,13 +1,17 @@
-"""Validation time of DIN under RecBole's sampled protocol with its target attention in one pass and in chunks.
+"""Validation time of DIN under RecBole's sampled protocol with its target attention in one pass and, as the
+plugin runs it, by history length in chunks.
 
 Under ``uni100`` a DIN validation runs ``SequenceAttLayer``'s MLP over ``[rows, history, 4 * width]`` for 101
-rows per case. The plugin runs that layer in chunks of rows when no gradient is kept
-(:mod:`recbole_duet.training.speedups`). This measures the whole validation through RecBole's own
+rows per case. When no gradient is kept the plugin runs that layer on each history length's real positions, in
+chunks of rows (:mod:`recbole_duet.training.speedups`). This measures the whole validation through RecBole's own
 ``Trainer.evaluate``, RecBole's single pass against each chunk size, rounds alternating in one process, and checks
 that every setting gives the same scores and metrics.
 
     OMP_NUM_THREADS=1 python -m benchmarks.din_attention_chunks --dataset ml-100k --rounds 3 \\
         --out benchmarks/results/cost-ml-100k/din-attention-chunks
+    OMP_NUM_THREADS=1 python -m benchmarks.din_attention_chunks --dataset beauty-time --data-path ../shared/data \\
+        --config-files benchmarks/configs/din-uni100.yaml benchmarks/configs/beauty-time.yaml --rounds 2 \\
+        --out benchmarks/results/cost-beauty-time/din-attention-by-length
 
 ``--model DUET`` measures DUET(DIN) instead. The model is trained ``--epochs`` epochs with the quick suite's
 settings first (scores of an untrained DIN tie); every evaluation draws the same negatives (numpy seeded).

@@ -38,16 +38,19 @@ MODES = (*INFERENCE_MODES, "finetune")
 TARGET_RATIO = 3.0
 
 
-def quick_sampled_config(config_file, epochs, backbone):
-    """The quick suite's settings for DUET on ``backbone`` under ``config_file``'s sampled protocol, leave-one-out,
-    the first seed (drop ``backbone`` for the backbone alone)."""
-    with open(config_file, encoding="utf-8") as file:
-        protocol = yaml.safe_load(file)
+def quick_sampled_config(config_files, epochs, backbone):
+    """The quick suite's settings for DUET on ``backbone`` under ``config_files``' sampled protocol (later files
+    win), leave-one-out, the first seed (drop ``backbone`` for the backbone alone)."""
+    files = []
+    for path in config_files:
+        with open(path, encoding="utf-8") as file:
+            files.append((path, yaml.safe_load(file) or {}))
+    protocol = {key: value for _, settings in files for key, value in settings.items()}
     return {
         **PROTOCOL,
         **SUITES["quick"],
         **protocol,
-        "eval_args": protocol_eval_args("leave-one-out", [(config_file, protocol)]),
+        "eval_args": protocol_eval_args("leave-one-out", files),
         "backbone": backbone,
         "epochs": epochs,
         "seed": FIRST_SEED,
@@ -63,7 +66,7 @@ def main():
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config overrides
 
-    config_dict = quick_sampled_config(args.config_file, args.epochs, "DIN")
+    config_dict = quick_sampled_config([args.config_file], args.epochs, "DIN")
     config = Config(model="DUET", dataset=args.dataset, config_dict=config_dict)
     run = run_experiment(config)  # saved: the fine-tuning baseline starts from its checkpoint
     trainer, test_data = run["trainer"], run["data"][2]

@@ -11,7 +11,7 @@ checks that both give the same scores and metrics.
         --out benchmarks/results/cost-ml-100k/sampled-eval-rows-sasrec
 
 ``--model DUET --backbone SASRec`` measures DUET(SASRec). The model is trained ``--epochs`` epochs first with the
-quick suite's settings under ``--config-file`` (default: BPR on one sampled negative, ``uni100``), leave-one-out.
+quick suite's settings under ``--config-files`` (default: BPR on one sampled negative, ``uni100``), leave-one-out.
 """
 
 import argparse

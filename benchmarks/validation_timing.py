@@ -29,7 +29,10 @@ def parse_timing_arguments(parser, config_file):
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs before timing")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--config-file", default=os.path.join(CONFIGS_DIR, config_file))
+    parser.add_argument(
+        "--config-files", nargs="+", default=[os.path.join(CONFIGS_DIR, config_file)], help="later files win"
+    )
+    parser.add_argument("--data-path", help="RecBole's data_path, for a dataset outside the recbole wheel")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]
@@ -38,10 +41,12 @@ def parse_timing_arguments(parser, config_file):
 
 def train_for_timing(args, backbone):
     """``args.model`` (DUET on ``backbone``, or a RecBole model) trained ``args.epochs`` quick epochs under
-    ``args.config_file``; returns the config overrides it trained with and the run (:func:`run_experiment`'s)."""
-    config_dict = quick_sampled_config(args.config_file, args.epochs, backbone)
+    ``args.config_files``; returns the config overrides it trained with and the run (:func:`run_experiment`'s)."""
+    config_dict = quick_sampled_config(args.config_files, args.epochs, backbone)
     if args.model != "DUET":
         del config_dict["backbone"]
+    if args.data_path:
+        config_dict["data_path"] = args.data_path
     run = run_experiment(Config(model=args.model, dataset=args.dataset, config_dict=config_dict), saved=False)
     return config_dict, run
 

@@ -1,6 +1,6 @@
 """RecBole's Transformer activations run as fused kernels in every model the plugin builds, and compute what
-RecBole's element-wise versions compute, forward and backward; its target attention runs in row chunks when no
-gradient is kept, with the scores of its single pass."""
+RecBole's element-wise versions compute, forward and backward; when no gradient is kept its target attention
+runs on each history length's real positions in row chunks, with the scores of its single pass."""
 
 import pytest
 import torch
@@ -69,42 +69,52 @@ def test_each_fused_activation_matches_recbole_s_formula(activation, node):
 
 @pytest.fixture
 def attention_calls(monkeypatch):
-    """Chunks of two rows (history 3, width 2: 24 MLP inputs a row) and a count of RecBole forward calls."""
+    """Chunks of 24 MLP input values (a row of history 3, width 2) and, per RecBole forward call, its rows and the
+    history positions it reads."""
     calls = []
 
     def counted(self, queries, keys, keys_length):
-        calls.append(len(queries))
+        calls.append((len(queries), keys.shape[1]))
         return RECBOLE_ATTENTION_FORWARD(self, queries, keys, keys_length)
 
-    monkeypatch.setattr(speedups, "ATTENTION_CHUNK_ELEMENTS", 2 * 3 * 4 * 2)
+    monkeypatch.setattr(speedups, "ATTENTION_CHUNK_ELEMENTS", 3 * 4 * 2)
     monkeypatch.setattr(speedups, "RECBOLE_ATTENTION_FORWARD", counted)
     return calls
 
 
-def attention_inputs(rows=7, history=3, width=2):
+def attention_inputs(rows=8, history=3, width=2):
+    """Lengths 1, 2, 3, 0, 1, 2, 3, 0: every length, so a row read with another's mask or positions shows."""
     torch.manual_seed(0)
-    keys_length = torch.arange(rows) % history + 1  # every length, so a row read with another's mask shows
+    keys_length = (torch.arange(rows) + 1) % (history + 1)
     return torch.randn(rows, width), torch.randn(rows, history, width), keys_length
 
 
+@pytest.mark.parametrize("softmax_stag", [False, True])
 @pytest.mark.parametrize("return_seq_weight", [True, False])
-def test_target_attention_in_chunks_matches_one_pass_without_gradients(attention_calls, return_seq_weight):
-    layer = SequenceAttLayer(torch.arange(3), att_hidden_size=(8, 4, 2), return_seq_weight=return_seq_weight)
+def test_target_attention_by_length_matches_one_pass_without_gradients(
+    attention_calls, return_seq_weight, softmax_stag
+):
+    layer = SequenceAttLayer(
+        torch.arange(3), att_hidden_size=(8, 4, 2), softmax_stag=softmax_stag, return_seq_weight=return_seq_weight
+    )
     queries, keys, keys_length = attention_inputs()
+    real = keys_length > 0  # a history with no item has no weights (NaN after a softmax over nothing), as in RecBole
     with torch.no_grad():
         one_pass = RECBOLE_ATTENTION_FORWARD(layer, queries, keys, keys_length)
         attention_calls.clear()
-        chunked = layer(queries, keys, keys_length)
-    assert attention_calls == [2, 2, 2, 1]
-    assert chunked.shape == one_pass.shape == (7, 1, 3 if return_seq_weight else 2)
-    torch.testing.assert_close(chunked, one_pass, atol=1e-6, rtol=0)
+        grouped = layer(queries, keys, keys_length)
+    # length 0 and 1 read one position (3 rows a chunk), length 2 two (1 row), length 3 all three (1 row)
+    assert sorted(attention_calls) == [(1, 2), (1, 2), (1, 3), (1, 3), (2, 1), (2, 1)]
+    assert grouped.shape == one_pass.shape == (8, 1, 3 if return_seq_weight else 2)
+    torch.testing.assert_close(grouped[real], one_pass[real], atol=1e-6, rtol=0)
+    assert torch.equal(layer.mask_mat, torch.arange(3))
 
 
 def test_target_attention_keeps_one_pass_while_training(attention_calls):
     layer = SequenceAttLayer(torch.arange(3), att_hidden_size=(8, 4, 2), return_seq_weight=False)
     queries, keys, keys_length = attention_inputs()
     layer(queries, keys, keys_length).sum().backward()
-    assert attention_calls == [7]
+    assert attention_calls == [(8, 3)]
     assert all(parameter.grad is not None for parameter in layer.parameters())
 
 
@@ -113,19 +123,21 @@ def test_attention_chunk_rows():
     assert attention_chunk_rows(1 << 20, 1) == 1
 
 
-def test_din_scores_in_chunks_as_in_one_pass(din_config_dict, attention_calls, monkeypatch):
-    """A DIN the plugin builds scores a batch in chunks (eval) exactly as RecBole's single pass does."""
+def test_din_scores_by_length_as_in_one_pass(din_config_dict, attention_calls, monkeypatch):
+    """A DIN the plugin builds scores a batch (eval) exactly as RecBole's single pass does, each row reading only
+    its history's real positions."""
     plain = {key: value for key, value in din_config_dict.items() if key != "backbone"}
     _, (train_data, _, _), din = build_pipeline(plain, model="DIN")
     din.eval()
     batch = next(iter(train_data))
-    history, width = batch[din.ITEM_SEQ].shape[1], 2 * 4  # two item features of embedding 4
-    monkeypatch.setattr(speedups, "ATTENTION_CHUNK_ELEMENTS", 3 * history * 4 * width)
+    lengths = batch[din.ITEM_SEQ_LEN]
+    assert len(lengths.unique()) > 1 and lengths.min() < batch[din.ITEM_SEQ].shape[1]
     with torch.no_grad():
-        chunked = din.predict(batch)
-        assert attention_calls == [3] * (len(batch) // 3) + [len(batch) % 3] * (len(batch) % 3 > 0)
+        grouped = din.predict(batch)
+        assert {width for _, width in attention_calls} == set(lengths.unique().tolist())
+        assert sum(rows for rows, _ in attention_calls) == len(batch)
         monkeypatch.setattr(SequenceAttLayer, "forward", speedups.RECBOLE_ATTENTION_FORWARD)  # the counted one
         attention_calls.clear()
         one_pass = din.predict(batch)
-    assert attention_calls == [len(batch)]
-    torch.testing.assert_close(chunked, one_pass, atol=1e-6, rtol=0)
+    assert attention_calls == [(len(batch), batch[din.ITEM_SEQ].shape[1])]
+    torch.testing.assert_close(grouped, one_pass, atol=1e-6, rtol=0)

@@ -15,16 +15,19 @@ rounding (~1e-6).
 model built after :func:`install_fused_activations`; :func:`use_recbole_activations` puts RecBole's own back
 on one built model, for measuring the difference.
 
-Target attention in chunks
---------------------------
+Target attention by history length, in chunks
+---------------------------------------------
 RecBole's ``SequenceAttLayer`` (DIN's and DIEN's attention over the history, per candidate item) builds the
-``[rows, history, 4 * width]`` input of its MLP for the whole batch at once. Under sampled evaluation
-(``uni100``) a batch holds ``eval_batch_size`` rows, 101 per test case, so that tensor runs to hundreds of MB,
-and its MLP streams it through memory several times. When no gradient is kept, the installed forward runs the
-same RecBole forward on chunks of rows whose MLP input stays near :data:`ATTENTION_CHUNK_ELEMENTS` values, which
-stay in the CPU's caches (``benchmarks/din_attention_chunks.py`` measures it). Each row's attention reads that
-row alone (the MLP has no batch norm), so chunks give the same scores to float rounding. Training keeps
-RecBole's single pass, hence its gradients. :func:`use_recbole_attention` puts RecBole's forward back.
+``[rows, history, 4 * width]`` input of its MLP for the whole batch at once and masks the padded positions
+afterwards. Under sampled evaluation (``uni100``) a batch holds ``eval_batch_size`` rows, 101 per test case, so
+that tensor runs to hundreds of MB, and on short-history data (Amazon's 5-core sets, where most histories are
+far shorter than ``MAX_ITEM_LIST_LENGTH``) most of its MLP's work goes to positions the mask then discards.
+When no gradient is kept, the installed forward groups the rows by history length and runs the same RecBole
+forward on each group's real positions only, in chunks of rows whose MLP input stays near
+:data:`ATTENTION_CHUNK_ELEMENTS` values, which stay in the CPU's caches (``benchmarks/din_attention_chunks.py``
+measures it). Each row's attention reads that row alone (the MLP has no batch norm) and a padded position only
+ever adds a zero, so the scores are the same to float rounding. Training keeps RecBole's single pass, hence its
+gradients. :func:`use_recbole_attention` puts RecBole's forward back.
 """
 
 import types
@@ -63,17 +66,29 @@ def attention_chunk_rows(history_length, query_width):
     return max(1, ATTENTION_CHUNK_ELEMENTS // (history_length * 4 * query_width))
 
 
-def _chunked_attention_forward(self, queries, keys, keys_length):
-    rows = attention_chunk_rows(keys.shape[1], queries.shape[-1])
-    if torch.is_grad_enabled() or len(queries) <= rows:
+def _attention_by_history_length(self, queries, keys, keys_length):
+    if torch.is_grad_enabled():
         return RECBOLE_ATTENTION_FORWARD(self, queries, keys, keys_length)
-    chunks = zip(queries.split(rows), keys.split(rows), keys_length.split(rows))
-    return torch.cat([RECBOLE_ATTENTION_FORWARD(self, *chunk) for chunk in chunks])
+    history = keys.shape[1]
+    output = keys.new_zeros(len(queries), 1, history if self.return_seq_weight else keys.shape[-1])
+    full_mask = self.mask_mat
+    try:
+        for length in keys_length.unique().tolist():
+            width = min(max(length, 1), history)  # an empty history keeps one (masked) position, as RecBole has
+            self.mask_mat = full_mask[..., :width]
+            rows = (keys_length == length).nonzero().squeeze(1)
+            for chunk in rows.split(attention_chunk_rows(width, queries.shape[-1])):
+                weighted = RECBOLE_ATTENTION_FORWARD(self, queries[chunk], keys[chunk, :width], keys_length[chunk])
+                output[chunk, :, : weighted.shape[-1]] = weighted
+    finally:
+        self.mask_mat = full_mask
+    return output
 
 
 def install_chunked_attention():
-    """Run ``SequenceAttLayer`` in row chunks whenever no gradient is kept, in every model (idempotent)."""
-    SequenceAttLayer.forward = _chunked_attention_forward
+    """Run ``SequenceAttLayer`` on each history length's real positions, in row chunks, whenever no gradient is
+    kept, in every model (idempotent)."""
+    SequenceAttLayer.forward = _attention_by_history_length
 
 
 def use_recbole_attention():
