@@ -67,6 +67,13 @@ def test_each_fused_activation_matches_recbole_s_formula(activation, node):
     torch.testing.assert_close(fused_gradient, reference_gradient, atol=1e-6, rtol=0)
 
 
+@pytest.fixture(autouse=True)
+def plugin_attention(monkeypatch):
+    """The plugin's target attention, as its Config installs it, whether or not an earlier test built one."""
+    monkeypatch.setattr(SequenceAttLayer, "forward", SequenceAttLayer.forward)  # restored after the test
+    speedups.install_chunked_attention()
+
+
 @pytest.fixture
 def attention_calls(monkeypatch):
     """Chunks of 24 MLP input values (a row of history 3, width 2) and, per RecBole forward call, its rows and the
@@ -116,6 +123,19 @@ def test_target_attention_keeps_one_pass_while_training(attention_calls):
     layer(queries, keys, keys_length).sum().backward()
     assert attention_calls == [(8, 3)]
     assert all(parameter.grad is not None for parameter in layer.parameters())
+
+
+def test_target_attention_keeps_one_pass_while_traced_for_export(attention_calls):
+    """A traced graph replays whatever ran while tracing: grouped by this batch's lengths it would fit no other."""
+    layer = SequenceAttLayer(torch.arange(3), att_hidden_size=(8, 4, 2), return_seq_weight=False)
+    queries, keys, keys_length = attention_inputs()
+    with torch.no_grad():
+        traced = torch.jit.trace(layer, (queries, keys, keys_length), check_trace=False)
+        assert [(rows, int(width)) for rows, width in attention_calls] == [(8, 3)]
+        other_lengths = torch.full_like(keys_length, 3)
+        torch.testing.assert_close(
+            traced(queries, keys, other_lengths), RECBOLE_ATTENTION_FORWARD(layer, queries, keys, other_lengths)
+        )
 
 
 def test_attention_chunk_rows():

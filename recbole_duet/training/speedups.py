@@ -27,7 +27,8 @@ forward on each group's real positions only, in chunks of rows whose MLP input s
 :data:`ATTENTION_CHUNK_ELEMENTS` values, which stay in the CPU's caches (``benchmarks/din_attention_chunks.py``
 measures it). Each row's attention reads that row alone (the MLP has no batch norm) and a padded position only
 ever adds a zero, so the scores are the same to float rounding. Training keeps RecBole's single pass, hence its
-gradients. :func:`use_recbole_attention` puts RecBole's forward back.
+gradients, and so does tracing for ONNX export, whose graph must serve any history length.
+:func:`use_recbole_attention` puts RecBole's forward back.
 """
 
 import types
@@ -67,7 +68,7 @@ def attention_chunk_rows(history_length, query_width):
 
 
 def _attention_by_history_length(self, queries, keys, keys_length):
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() or torch.jit.is_tracing():  # an exported graph must not fix one batch's lengths
         return RECBOLE_ATTENTION_FORWARD(self, queries, keys, keys_length)
     history = keys.shape[1]
     output = keys.new_zeros(len(queries), 1, history if self.return_seq_weight else keys.shape[-1])
