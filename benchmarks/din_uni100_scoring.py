@@ -24,9 +24,8 @@ import sys
 import time
 
 import torch
-import yaml
 
-from benchmarks.run import FIRST_SEED, PROTOCOL, SUITES, protocol_eval_args
+from benchmarks.run import FIRST_SEED, PROTOCOL, SUITES, protocol_eval_args, read_config_files
 from recbole_duet.config import Config
 from recbole_duet.quick_start import build_model, run_experiment
 from recbole_duet.training.trainer import get_trainer
@@ -41,10 +40,7 @@ TARGET_RATIO = 3.0
 def quick_sampled_config(config_files, epochs, backbone):
     """The quick suite's settings for DUET on ``backbone`` under ``config_files``' sampled protocol (later files
     win), leave-one-out, the first seed (drop ``backbone`` for the backbone alone)."""
-    files = []
-    for path in config_files:
-        with open(path, encoding="utf-8") as file:
-            files.append((path, yaml.safe_load(file) or {}))
+    files = read_config_files(config_files)
     protocol = {key: value for _, settings in files for key, value in settings.items()}
     return {
         **PROTOCOL,
