@@ -35,7 +35,7 @@ ONE_PASS = "one pass"
 
 def use_chunks(elements):
     speedups.ATTENTION_CHUNK_ELEMENTS = elements
-    speedups.install_chunked_attention()
+    speedups.install_attention_by_history_length()
 
 
 def chunks_label(setting):

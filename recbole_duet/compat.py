@@ -33,7 +33,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.dataset import dataset as recbole_dataset_module
 from recbole.utils import FeatureType
 
-from recbole_duet.training.speedups import install_chunked_attention, install_fused_activations
+from recbole_duet.training.speedups import install_attention_by_history_length, install_fused_activations
 
 _NUMPY_ALIASES = {
     "bool": np.bool_,
@@ -154,7 +154,7 @@ def silence_recbole_warnings():
 
 
 def install_compatibility():
-    """Every shim above, RecBole's activations as fused kernels and its target attention in chunks
+    """Every shim above, RecBole's activations as fused kernels and its target attention by history length
     (:mod:`recbole_duet.training.speedups`); called by the plugin's Config before RecBole reads anything, so every
     model it builds gets them."""
     install_numpy_aliases()
@@ -162,4 +162,4 @@ def install_compatibility():
     install_pandas_mends()
     silence_recbole_warnings()
     install_fused_activations()
-    install_chunked_attention()
+    install_attention_by_history_length()

@@ -71,7 +71,7 @@ def test_each_fused_activation_matches_recbole_s_formula(activation, node):
 def plugin_attention(monkeypatch):
     """The plugin's target attention, as its Config installs it, whether or not an earlier test built one."""
     monkeypatch.setattr(SequenceAttLayer, "forward", SequenceAttLayer.forward)  # restored after the test
-    speedups.install_chunked_attention()
+    speedups.install_attention_by_history_length()
 
 
 @pytest.fixture

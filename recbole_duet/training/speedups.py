@@ -86,7 +86,7 @@ def _attention_by_history_length(self, queries, keys, keys_length):
     return output
 
 
-def install_chunked_attention():
+def install_attention_by_history_length():
     """Run ``SequenceAttLayer`` on each history length's real positions, in row chunks, whenever no gradient is
     kept, in every model (idempotent)."""
     SequenceAttLayer.forward = _attention_by_history_length
